@@ -1,0 +1,28 @@
+"""gpucops: GPU-accelerated, fully differentiable COPS panoptic segmentation.
+
+The asymmetric multiway cut (AMWC) on pixel grids and general graphs::
+
+    import gpucops
+    lab = gpucops.solve(node_costs, edge_costs, partitionable, distances=(1, 4, 16, 32, 64))
+    lab.classes, lab.segments, lab.objective
+"""
+
+from .grid import edge_values_to_maps, grid_edges, grid_to_graph
+from .labeling import GraphLabeling, PanopticLabeling
+from .objective import objective, objective_graph
+from .solve import solve, solve_graph
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GraphLabeling",
+    "PanopticLabeling",
+    "__version__",
+    "edge_values_to_maps",
+    "grid_edges",
+    "grid_to_graph",
+    "objective",
+    "objective_graph",
+    "solve",
+    "solve_graph",
+]

@@ -1,0 +1,107 @@
+"""The grid graph of COPS: long-range "+"-shaped edges at distances D, in the official layout.
+
+Edge maps ``edge_costs[B, 2·|D|, H, W]``: for distance index i, channel 2i holds the vertical
+("row") edges and channel 2i+1 the horizontal ("col") ones. The edge stored at map position
+(r, c) of distance d joins
+
+* d = 1: (r, c)–(r+1, c) (row), (r, c)–(r, c+1) (col);
+* d > 1: (r − ⌈d/2⌉, c)–(r + ⌊d/2⌋, c) (row), (r, c − ⌈d/2⌉)–(r, c + ⌊d/2⌋) (col), so that for
+  the even distances COPS uses the edge is centred on its map position (supplementary eq. 10/11).
+
+Positions whose end-points fall outside the image carry no edge (masked, never wrapped). Edge ids
+of the edge list follow the official order: for each d, all valid row edges (row-major), then all
+valid col edges. Nodes are numbered row-major, ``r·W + c``; in a batch, image b's nodes are offset
+by ``b·H·W`` and its edges follow image b−1's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ._validate import check_distances
+
+__all__ = ["edge_offsets", "edge_values_to_maps", "grid_edges", "grid_to_graph"]
+
+
+def edge_offsets(distance: int) -> tuple[int, int]:
+    """(before, after): the edge at position p joins p − before and p + after along its axis."""
+    if distance == 1:
+        return 0, 1
+    return (distance + 1) // 2, distance // 2
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_edges_cpu(
+    height: int, width: int, distances: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    edges, map_index = [], []
+    rows = torch.arange(height).view(-1, 1)
+    cols = torch.arange(width).view(1, -1)
+    for i, d in enumerate(distances):
+        before, after = edge_offsets(d)
+        # channel 2i: vertical edges, valid for before ≤ r < H − after
+        r = rows[before : height - after] if d < height else rows[:0]
+        u, v = (r - before) * width + cols, (r + after) * width + cols
+        edges.append(torch.stack([u.flatten(), v.flatten()], dim=1))
+        map_index.append(((2 * i * height + r) * width + cols).flatten())
+        # channel 2i+1: horizontal edges, valid for before ≤ c < W − after
+        c = cols[:, before : width - after] if d < width else cols[:, :0]
+        u, v = rows * width + c - before, rows * width + c + after
+        edges.append(torch.stack([u.flatten(), v.flatten()], dim=1))
+        map_index.append((((2 * i + 1) * height + rows) * width + c).flatten())
+    return torch.cat(edges).long(), torch.cat(map_index).long()
+
+
+def grid_edges(
+    height: int, width: int, distances: tuple[int, ...], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edges of one H×W grid in official order.
+
+    Returns ``edges [E, 2]`` (int64 node ids ``r·W + c``, first end-point the smaller) and
+    ``map_index [E]`` (int64): the flat position of each edge in a ``[2·|D|, H, W]`` edge map, so
+    ``edge_costs.reshape(B, -1)[:, map_index]`` lists a batch's edge costs in edge-id order.
+    """
+    distances = check_distances(distances, height, width)
+    edges, map_index = _grid_edges_cpu(int(height), int(width), distances)
+    return edges.to(device), map_index.to(device)
+
+
+def grid_to_graph(
+    node_costs: torch.Tensor, edge_costs: torch.Tensor, distances: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched grid problem → one block-diagonal graph.
+
+    Args:
+        node_costs: ``[B, K, H, W]``.
+        edge_costs: ``[B, 2·|D|, H, W]``.
+    Returns:
+        ``node_costs [B·H·W, K]``, ``edges [B·E, 2]``, ``edge_costs [B·E]``, ``image_index [B·H·W]``
+        (image b's nodes are ``b·H·W + r·W + c``; its edges follow image b−1's).
+    """
+    batch, num_classes, height, width = node_costs.shape
+    edges, map_index = grid_edges(height, width, distances, node_costs.device)
+    offsets = torch.arange(batch, device=edges.device).view(-1, 1, 1) * (height * width)
+    graph_edges = (edges.unsqueeze(0) + offsets).reshape(-1, 2)
+    graph_edge_costs = edge_costs.flatten(1)[:, map_index].reshape(-1)
+    graph_node_costs = node_costs.permute(0, 2, 3, 1).reshape(-1, num_classes)
+    image_index = torch.arange(batch, device=edges.device).repeat_interleave(height * width)
+    return graph_node_costs, graph_edges, graph_edge_costs, image_index
+
+
+def edge_values_to_maps(
+    values: torch.Tensor, height: int, width: int, distances: tuple[int, ...], fill: float = 0
+) -> torch.Tensor:
+    """Inverse of the edge-list order: ``values [B, E]`` → maps ``[B, 2·|D|, H, W]``.
+
+    Masked positions (no edge) hold ``fill``.
+    """
+    _, map_index = grid_edges(height, width, distances, values.device)
+    if values.dim() != 2 or values.shape[1] != map_index.numel():
+        raise ValueError(
+            f"values must have shape [B, {map_index.numel()}], got {tuple(values.shape)}"
+        )
+    maps = values.new_full((values.shape[0], 2 * len(distances) * height * width), fill)
+    maps[:, map_index] = values
+    return maps.view(values.shape[0], 2 * len(distances), height, width)

@@ -1,0 +1,1 @@
+"""Triton kernels of gpucops, each beside its torch reference (installed as gpucops.kernels)."""
