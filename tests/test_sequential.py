@@ -81,6 +81,14 @@ def test_parallel_edges_are_summed_on_contraction():
     assert lab.clusters.tolist() == [0, 0, 1]
 
 
+def test_a_summed_edge_takes_the_lowest_id_for_ties():
+    # (0,1) merges first (t = 5). Its edges to 2 sum to 1 + 0 = 1 with id min(2, 0) = 0, which
+    # then wins the tie against (2,3) (t = 1, id 1): {0,1,2} forms and (2,3) + (0,3) = −0.5 stops.
+    edges = [[1, 2], [2, 3], [0, 2], [0, 1], [0, 3]]
+    lab = solve_graph([[0.0]] * 4, edges, [0, 1, 1, 5, -1.5], [True])
+    assert lab.clusters.tolist() == [0, 0, 0, 1]
+
+
 def test_duplicate_input_edges_are_summed():
     lab = solve_graph([[0.0]] * 2, [[0, 1], [1, 0]], [0.4, -1.0], [True])
     assert lab.clusters.tolist() == [0, 1]

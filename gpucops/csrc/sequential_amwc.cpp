@@ -20,7 +20,18 @@
 // pointless and cost dropout makes exact zeros common), sums parallel edges and re-scores every
 // edge of the merged cluster, as the pseudocode does. (LPMP's released code re-scores only the
 // absorbed cluster's edges and leaves stale entries for the others; ARCHITECTURE.md notes why we
-// follow the pseudocode.) An edge whose score and id are unchanged keeps its queue entry.
+// follow the pseudocode.)
+//
+// Re-scoring is skipped only where the score provably did not change. Each edge remembers its p
+// and the class k* attaining it. When cluster s grows and keeps its class x_s, an edge of s with
+// k* = x_s and p ≤ gap(s) (the distance from s's best to its second-best class cost) keeps p bit
+// for bit: the term at x_s is 0 + (h's margin at x_s) = p, and every other term is at least
+// s's margin there, which is ≥ gap(s) ≥ p. Each cluster therefore files its edges as "cold" (that
+// condition held when filed; kept in a heap by p, so a shrinking gap pops exactly the edges it
+// exposes) or "hot" (visited on every growth). An edge with k* = x_s is hot at its other end h
+// (unless x_h = x_s, where p = 0 whatever either side does), so a change of h is always seen.
+// Built with -DGPUCOPS_RESCORE_ALL every edge of the merged cluster is re-scored: the plain
+// transcription, which the tests compare against bit for bit.
 //
 // The id of an edge between two clusters is the lowest input edge id among the edges it sums, so
 // ties are broken the same way however the contraction went. Classes may be restricted per image
@@ -33,17 +44,20 @@
 #include <cstdint>
 #include <limits>
 #include <queue>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace {
 
 struct Edge {
-    int64_t u, v;     // current end-point clusters
-    double cost;      // summed input edge costs
-    double conflict;  // p of the last scoring
-    double t;         // score of the last scoring (NaN: must be re-queued)
-    int64_t id;       // lowest input edge id among the summed edges (tie-break)
-    uint32_t stamp;   // bumped when the edge's queue entry becomes stale
+    int64_t u, v;      // current end-point clusters
+    double cost;       // summed input edge costs
+    double conflict;   // p of the last scoring
+    int64_t argmin;    // a class attaining p (the clusters' class when they agree)
+    double t;          // score of the last scoring (NaN: must be re-scored)
+    int64_t id;        // lowest input edge id among the summed edges (tie-break)
+    uint32_t version;  // bumped when the scoring changes or the edge dies: older entries are stale
     bool alive;
 
     int64_t other(int64_t cluster) const { return u == cluster ? v : u; }
@@ -53,7 +67,7 @@ struct QueueEntry {
     double t;
     int64_t id;
     int64_t edge;
-    uint32_t stamp;
+    uint32_t version;
 };
 
 // Max-heap order: larger t first, then lower edge id (ids of live edges are unique).
@@ -62,6 +76,13 @@ struct QueueOrder {
         if (a.t != b.t) return a.t < b.t;
         return a.id > b.id;
     }
+};
+
+struct Filed {
+    double conflict;
+    int64_t edge;
+    uint32_t version;
+    bool operator<(const Filed& other) const { return conflict < other.conflict; }
 };
 
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
@@ -73,7 +94,8 @@ class GreedyContraction {
                       const uint8_t* label_mask, const int64_t* image_index)
         : n_(num_nodes), k_(num_classes), cost_(node_costs, node_costs + num_nodes * num_classes),
           min_(num_nodes), gap_(num_nodes), best_(num_nodes), parent_(num_nodes),
-          incident_(num_nodes), mark_(num_nodes, -1), forbidden_(label_mask), image_(image_index) {
+          adjacency_(num_nodes), hot_(num_nodes), cold_(num_nodes), forbidden_(label_mask),
+          image_(image_index) {
         for (int64_t i = 0; i < n_; ++i) {
             parent_[i] = i;
             update_class(i);
@@ -85,9 +107,9 @@ class GreedyContraction {
         edges_.reserve(num_edges);
         for (int64_t e = 0; e < num_edges; ++e) {
             const int64_t a = pairs[2 * e], b = pairs[2 * e + 1];
-            edges_.push_back(Edge{a, b, costs[e], 0.0, kUnscored, ids[e], 0, true});
-            incident_[a].push_back(e);
-            incident_[b].push_back(e);
+            edges_.push_back(Edge{a, b, costs[e], 0.0, -1, kUnscored, ids[e], 0, true});
+            adjacency_[a][b] = e;
+            adjacency_[b][a] = e;
         }
     }
 
@@ -97,8 +119,7 @@ class GreedyContraction {
         while (!queue_.empty()) {
             const QueueEntry top = queue_.top();
             queue_.pop();
-            const Edge& edge = edges_[top.edge];
-            if (!edge.alive || edge.stamp != top.stamp) continue;  // lazy invalidation
+            if (!valid(top.edge, top.version)) continue;  // lazy invalidation
             contract(top.edge);
             ++merges;
         }
@@ -142,97 +163,120 @@ class GreedyContraction {
         best_[cluster] = arg;
     }
 
-    double conflict(const Edge& e) const {
-        if (best_[e.u] == best_[e.v]) return 0.0;
+    // p of an edge and the (lowest) class attaining it.
+    std::pair<double, int64_t> conflict(const Edge& e) const {
+        if (best_[e.u] == best_[e.v]) return {0.0, best_[e.u]};
         double p = kInfinity;
-        for (int64_t k = 0; k < k_; ++k)
-            if (allowed(e.u, k)) p = std::min(p, margin(e.u, k) + margin(e.v, k));
-        return p;
-    }
-
-    void rescore(int64_t e) {
-        Edge& edge = edges_[e];
-        edge.conflict = conflict(edge);
-        const double t = edge.cost - edge.conflict;
-        if (t == edge.t) return;  // unchanged score and id: its queue entry (if any) stays valid
-        edge.t = t;
-        ++edge.stamp;
-        if (t > 0) queue_.push(QueueEntry{t, edge.id, e, edge.stamp});
-    }
-
-    // Re-score edge e of cluster s (which just grew) to neighbour h, unless its score provably
-    // did not change: its cost is unchanged ("touched" is false), s kept its class, and either h
-    // has that class too (t = cost) or the stored conflict is h's margin at s's class and no
-    // other class of s has a smaller margin (then the min over k is attained, bit for bit, at
-    // s's class, where s's margin is exactly 0).
-    // Built with -DGPUCOPS_RESCORE_ALL, every edge is re-scored: the plain transcription, which the
-    // tests compare against.
-    void refresh(int64_t e, int64_t s, int64_t h, bool touched, int64_t previous_class) {
-#ifndef GPUCOPS_RESCORE_ALL
-        const Edge& edge = edges_[e];
-        if (!touched && best_[s] == previous_class) {
-            if (best_[h] == best_[s]) return;
-            if (edge.conflict <= gap_[s] && edge.conflict == margin(h, best_[s])) return;
+        int64_t arg = -1;
+        for (int64_t k = 0; k < k_; ++k) {
+            if (!allowed(e.u, k)) continue;
+            const double value = margin(e.u, k) + margin(e.v, k);
+            if (value < p) p = value, arg = k;
         }
-#endif
+        return {p, arg};
+    }
+
+    bool valid(int64_t e, uint32_t version) const {
+        return edges_[e].alive && edges_[e].version == version;
+    }
+
+    // File edge e with cluster c: cold if c's growth provably cannot change its score.
+    void file(int64_t e, int64_t c) {
+        const Edge& edge = edges_[e];
+        if (edge.argmin == best_[c] && edge.conflict <= gap_[c])
+            cold_[c].push(Filed{edge.conflict, e, edge.version});
+        else
+            hot_[c].push_back(Filed{edge.conflict, e, edge.version});
+    }
+
+    // Score edge e again; if anything changed, queue it (t > 0) and file it at both ends.
+    bool rescore(int64_t e) {
+        Edge& edge = edges_[e];
+        const auto [p, arg] = conflict(edge);
+        const double t = edge.cost - p;
+        if (t == edge.t && p == edge.conflict && arg == edge.argmin) return false;
+        edge.t = t;
+        edge.conflict = p;
+        edge.argmin = arg;
+        ++edge.version;
+        if (t > 0) queue_.push(QueueEntry{t, edge.id, e, edge.version});
+        file(e, edge.u);
+        file(e, edge.v);
+        return true;
+    }
+
+    void rescore_forced(int64_t e) {
+        edges_[e].t = kUnscored;
         rescore(e);
     }
 
     void kill(int64_t e) {
         edges_[e].alive = false;
-        ++edges_[e].stamp;
+        ++edges_[e].version;
     }
 
-    // Contract edge e: the cluster with fewer incident edges is absorbed into the other; every
-    // edge of the merged cluster is re-scored (Algorithm 2) unless provably unchanged.
+    // Cluster s grew: re-score its edges whose score may have changed.
+    void refresh(int64_t s, int64_t previous_class) {
+#ifndef GPUCOPS_RESCORE_ALL
+        if (best_[s] == previous_class) {
+            std::vector<Filed> hot;
+            hot.swap(hot_[s]);
+            for (const Filed& entry : hot)
+                if (valid(entry.edge, entry.version) && !rescore(entry.edge)) file(entry.edge, s);
+            auto& cold = cold_[s];
+            while (!cold.empty() && cold.top().conflict > gap_[s]) {
+                const Filed entry = cold.top();
+                cold.pop();
+                if (valid(entry.edge, entry.version) && !rescore(entry.edge)) file(entry.edge, s);
+            }
+            return;
+        }
+#endif
+        hot_[s].clear();
+        cold_[s] = {};
+        for (const auto& [neighbour, e] : adjacency_[s])
+            if (!rescore(e)) file(e, s);
+    }
+
+    // Contract edge e: the cluster with fewer neighbours is absorbed into the other.
     void contract(int64_t e) {
         int64_t keep = edges_[e].u, gone = edges_[e].v;
-        if (incident_[gone].size() > incident_[keep].size() ||
-            (incident_[gone].size() == incident_[keep].size() && gone < keep))
+        if (adjacency_[gone].size() > adjacency_[keep].size() ||
+            (adjacency_[gone].size() == adjacency_[keep].size() && gone < keep))
             std::swap(keep, gone);
         kill(e);
+        adjacency_[keep].erase(gone);
+        adjacency_[gone].erase(keep);
+
         const int64_t previous_class = best_[keep];
         double* target = cost_.data() + keep * k_;
         const double* source = costs_of(gone);
         for (int64_t k = 0; k < k_; ++k) target[k] += source[k];
         update_class(keep);
         parent_[gone] = keep;
+        refresh(keep, previous_class);
 
-        for (const int64_t f : incident_[gone])
-            if (edges_[f].alive) mark_[edges_[f].other(gone)] = f;
-
-        // keep's own edges: drop dead entries, sum the parallel edge from gone into each, re-score
-        std::vector<int64_t>& mine = incident_[keep];
-        size_t write = 0;
-        for (size_t r = 0; r < mine.size(); ++r) {
-            const int64_t f = mine[r];
-            if (!edges_[f].alive) continue;
-            mine[write++] = f;
-            const int64_t h = edges_[f].other(keep);
-            const int64_t parallel = mark_[h];
-            if (parallel >= 0) {
-                Edge& kept = edges_[f];
-                kept.cost += edges_[parallel].cost;
-                kept.id = std::min(kept.id, edges_[parallel].id);
-                kept.t = kUnscored;  // its id may have changed with an unchanged score
-                kill(parallel);
-                mark_[h] = -1;
+        // gone's edges: summed into keep's parallel edge, or moved to keep
+        for (const auto& [neighbour, moved] : adjacency_[gone]) {
+            adjacency_[neighbour].erase(gone);
+            const auto found = adjacency_[keep].find(neighbour);
+            if (found != adjacency_[keep].end()) {
+                Edge& kept = edges_[found->second];
+                kept.cost += edges_[moved].cost;
+                kept.id = std::min(kept.id, edges_[moved].id);
+                kill(moved);
+                rescore_forced(found->second);  // forced: its id may change with its score not
+            } else {
+                Edge& edge = edges_[moved];
+                (edge.u == gone ? edge.u : edge.v) = keep;
+                adjacency_[keep][neighbour] = moved;
+                adjacency_[neighbour][keep] = moved;
+                rescore_forced(moved);  // forced: it is now filed with keep
             }
-            refresh(f, keep, h, parallel >= 0, previous_class);
         }
-        mine.resize(write);
-
-        // gone's remaining edges move to keep (neighbours keep the same edge index in their lists)
-        for (const int64_t f : incident_[gone]) {
-            if (!edges_[f].alive) continue;
-            Edge& edge = edges_[f];
-            const int64_t h = edge.other(gone);
-            mark_[h] = -1;
-            (edge.u == gone ? edge.u : edge.v) = keep;
-            mine.push_back(f);
-            refresh(f, keep, h, true, previous_class);
-        }
-        std::vector<int64_t>().swap(incident_[gone]);  // free its memory
+        std::unordered_map<int64_t, int64_t>().swap(adjacency_[gone]);  // free gone's memory
+        std::vector<Filed>().swap(hot_[gone]);
+        cold_[gone] = {};
     }
 
     int64_t find(int64_t i) {
@@ -245,8 +289,9 @@ class GreedyContraction {
     std::vector<double> min_, gap_;
     std::vector<int64_t> best_;
     std::vector<int64_t> parent_;
-    std::vector<std::vector<int64_t>> incident_;  // edge ids per cluster (dead ones dropped lazily)
-    std::vector<int64_t> mark_;  // scratch: gone's edge to each neighbour during a contraction
+    std::vector<std::unordered_map<int64_t, int64_t>> adjacency_;  // neighbour cluster → edge
+    std::vector<std::vector<Filed>> hot_;                         // edges re-scored on growth
+    std::vector<std::priority_queue<Filed>> cold_;                // by p: popped once p > gap
     std::vector<Edge> edges_;
     std::priority_queue<QueueEntry, std::vector<QueueEntry>, QueueOrder> queue_;
     const uint8_t* forbidden_;  // [num_images, k] or null
