@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
+    "GraphProblem",
+    "GridProblem",
     "as_partitionable",
+    "check_class_labels",
     "check_costs",
     "check_distances",
     "check_edges",
+    "check_graph_problem",
+    "check_grid_problem",
     "check_image_index",
     "check_label_mask",
     "check_labels",
@@ -187,3 +193,73 @@ def check_labels(
         raise ValueError(f"{name} must have shape {list(shape)}, got {tuple(labels.shape)}")
     _check_device(labels, name, device)
     return labels.long()
+
+
+def check_class_labels(
+    labels: object, name: str, shape: tuple[int, ...], num_classes: int, device: torch.device
+) -> torch.Tensor:
+    """A labeling tensor of classes, each in ``[0, K)``."""
+    labels = check_labels(labels, name, shape, device)
+    if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(f"{name} must lie in [0, {num_classes})")
+    return labels
+
+
+class GraphProblem(NamedTuple):
+    node_costs: torch.Tensor  # [N, K] float32/float64
+    edges: torch.Tensor  # [E, 2] int64
+    edge_costs: torch.Tensor  # [E] float32/float64
+    partitionable: torch.Tensor  # [K] bool
+    image_index: torch.Tensor  # [N] int64
+    num_images: int
+
+
+def check_graph_problem(
+    node_costs: object,
+    edges: object,
+    edge_costs: object,
+    partitionable: object,
+    image_index: object,
+) -> GraphProblem:
+    """Validate a graph AMWC problem (``node_costs [N, K]``, ``edges [E, 2]``, ``edge_costs [E]``,
+    ``partitionable [K]``, ``image_index [N]`` or None) and return it normalised."""
+    node_costs = check_costs(node_costs, "node_costs", 2)
+    num_nodes, num_classes = node_costs.shape
+    if num_classes == 0:
+        raise ValueError("node_costs must have at least one class (K = 0)")
+    device = node_costs.device
+    edges = check_edges(edges, num_nodes, device)
+    edge_costs = check_costs(edge_costs, "edge_costs", 1, device)
+    if edge_costs.shape[0] != edges.shape[0]:
+        raise ValueError(
+            f"edge_costs must have shape [E] = [{edges.shape[0]}], got {tuple(edge_costs.shape)}"
+        )
+    partitionable = as_partitionable(partitionable, num_classes, device)
+    image_index, num_images = check_image_index(image_index, num_nodes, edges, device)
+    return GraphProblem(node_costs, edges, edge_costs, partitionable, image_index, num_images)
+
+
+class GridProblem(NamedTuple):
+    node_costs: torch.Tensor  # [B, K, H, W] float32/float64
+    edge_costs: torch.Tensor  # [B, 2·|D|, H, W] float32/float64
+    partitionable: torch.Tensor  # [K] bool
+    distances: tuple[int, ...]
+
+
+def check_grid_problem(
+    node_costs: object, edge_costs: object, partitionable: object, distances: object
+) -> GridProblem:
+    """Validate a batched grid AMWC problem and return it normalised."""
+    node_costs = check_costs(node_costs, "node_costs", 4)
+    batch, num_classes, height, width = node_costs.shape
+    if num_classes == 0:
+        raise ValueError("node_costs must have at least one class (K = 0)")
+    distances = check_distances(distances, height, width)
+    edge_costs = check_costs(edge_costs, "edge_costs", 4, node_costs.device)
+    expected = (batch, 2 * len(distances), height, width)
+    if tuple(edge_costs.shape) != expected:
+        raise ValueError(
+            f"edge_costs must have shape {list(expected)}, got {tuple(edge_costs.shape)}"
+        )
+    partitionable = as_partitionable(partitionable, num_classes, node_costs.device)
+    return GridProblem(node_costs, edge_costs, partitionable, distances)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import torch
 
 from ._validate import (
-    as_partitionable,
-    check_costs,
-    check_distances,
-    check_edges,
-    check_image_index,
+    check_class_labels,
+    check_graph_problem,
+    check_grid_problem,
     check_labels,
 )
 from .grid import edge_offsets
@@ -59,22 +57,30 @@ def objective_graph(
     Returns:
         ``[num_images]`` float64.
     """
-    node_costs = check_costs(node_costs, "node_costs", 2)
+    node_costs, edges, edge_costs, partitionable, image_index, num_images = check_graph_problem(
+        node_costs, edges, edge_costs, partitionable, image_index
+    )
     num_nodes, num_classes = node_costs.shape
-    device = node_costs.device
-    edges = check_edges(edges, num_nodes, device)
-    edge_costs = check_costs(edge_costs, "edge_costs", 1, device)
-    if edge_costs.shape[0] != edges.shape[0]:
-        raise ValueError(
-            f"edge_costs must have shape [E] = [{edges.shape[0]}], got {tuple(edge_costs.shape)}"
-        )
-    partitionable = as_partitionable(partitionable, num_classes, device)
-    classes = check_labels(classes, "classes", (num_nodes,), device)
-    clusters = check_labels(clusters, "clusters", (num_nodes,), device)
-    if num_nodes and bool(((classes < 0) | (classes >= num_classes)).any()):
-        raise ValueError(f"classes must lie in [0, {num_classes})")
-    image_index, num_images = check_image_index(image_index, num_nodes, edges, device)
+    classes = check_class_labels(classes, "classes", (num_nodes,), num_classes, node_costs.device)
+    clusters = check_labels(clusters, "clusters", (num_nodes,), node_costs.device)
 
+    return objective_graph_validated(
+        node_costs, edges, edge_costs, partitionable, classes, clusters, image_index, num_images
+    )
+
+
+def objective_graph_validated(
+    node_costs: torch.Tensor,
+    edges: torch.Tensor,
+    edge_costs: torch.Tensor,
+    partitionable: torch.Tensor,
+    classes: torch.Tensor,
+    clusters: torch.Tensor,
+    image_index: torch.Tensor,
+    num_images: int,
+) -> torch.Tensor:
+    """:func:`objective_graph` of inputs already validated and normalised (int64 labels and
+    ``image_index``, bool ``partitionable``, all on one device)."""
     node_term = node_costs.gather(1, classes.view(-1, 1)).view(-1).double()
     u, v = edges[:, 0], edges[:, 1]
     cut = cut_edges(partitionable, classes[u], classes[v], clusters[u], clusters[v])
@@ -105,21 +111,13 @@ def objective(
     Returns:
         ``[B]`` float64.
     """
-    node_costs = check_costs(node_costs, "node_costs", 4)
+    node_costs, edge_costs, partitionable, distances = check_grid_problem(
+        node_costs, edge_costs, partitionable, distances
+    )
     batch, num_classes, height, width = node_costs.shape
-    device = node_costs.device
-    distances = check_distances(distances, height, width)
-    edge_costs = check_costs(edge_costs, "edge_costs", 4, node_costs.device)
-    expected = (batch, 2 * len(distances), height, width)
-    if tuple(edge_costs.shape) != expected:
-        raise ValueError(
-            f"edge_costs must have shape {list(expected)}, got {tuple(edge_costs.shape)}"
-        )
-    partitionable = as_partitionable(partitionable, num_classes, device)
-    classes = check_labels(classes, "classes", (batch, height, width), device)
-    segments = check_labels(segments, "segments", (batch, height, width), device)
-    if classes.numel() and bool(((classes < 0) | (classes >= num_classes)).any()):
-        raise ValueError(f"classes must lie in [0, {num_classes})")
+    shape, device = (batch, height, width), node_costs.device
+    classes = check_class_labels(classes, "classes", shape, num_classes, device)
+    segments = check_labels(segments, "segments", shape, device)
 
     total = node_costs.gather(1, classes.unsqueeze(1)).double().sum(dim=(1, 2, 3))
     for i, d in enumerate(distances):

@@ -11,17 +11,10 @@ import time
 
 import torch
 
-from ._validate import (
-    as_partitionable,
-    check_costs,
-    check_distances,
-    check_edges,
-    check_image_index,
-    check_label_mask,
-)
+from ._validate import check_graph_problem, check_grid_problem, check_label_mask
 from .grid import grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
-from .objective import objective_graph
+from .objective import objective_graph_validated
 from .sequential import contract_sequential
 
 __all__ = ["BACKENDS", "METHODS", "solve", "solve_graph"]
@@ -30,7 +23,7 @@ METHODS = ("parallel", "sequential")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
-def _check_method(method: str, backend: str, device: torch.device) -> None:
+def _check_method(method: str, backend: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if backend not in BACKENDS:
@@ -62,14 +55,8 @@ def _solve_validated(
     classes, clusters = classes.to(device), clusters.to(device)
     seconds = time.perf_counter() - start
     segments = compact_segments(classes, clusters, partitionable, image_index, num_images)
-    value = objective_graph(
-        node_costs,
-        edges,
-        edge_costs,
-        partitionable,
-        classes,
-        segments,
-        image_index if num_images else None,
+    value = objective_graph_validated(
+        node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images
     )
     info = {"method": "sequential", "backend": "cpu", "merges": merges, "solver_seconds": seconds}
     return GraphLabeling(classes, segments, value, info)
@@ -103,21 +90,11 @@ def solve_graph(
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
     """
-    node_costs = check_costs(node_costs, "node_costs", 2)
-    num_nodes, num_classes = node_costs.shape
-    if num_classes == 0:
-        raise ValueError("node_costs must have at least one class (K = 0)")
-    device = node_costs.device
-    edges = check_edges(edges, num_nodes, device)
-    edge_costs = check_costs(edge_costs, "edge_costs", 1, device)
-    if edge_costs.shape[0] != edges.shape[0]:
-        raise ValueError(
-            f"edge_costs must have shape [E] = [{edges.shape[0]}], got {tuple(edge_costs.shape)}"
-        )
-    partitionable = as_partitionable(partitionable, num_classes, device)
-    image_index, num_images = check_image_index(image_index, num_nodes, edges, device)
-    label_mask = check_label_mask(label_mask, num_images, num_classes, image_index)
-    _check_method(method, backend, device)
+    node_costs, edges, edge_costs, partitionable, image_index, num_images = check_graph_problem(
+        node_costs, edges, edge_costs, partitionable, image_index
+    )
+    label_mask = check_label_mask(label_mask, num_images, node_costs.shape[1], image_index)
+    _check_method(method, backend)
     return _solve_validated(
         node_costs, edges, edge_costs, partitionable, image_index, num_images, label_mask
     )
@@ -145,19 +122,11 @@ def solve(
         :class:`PanopticLabeling`: ``classes [B, H, W]``, ``segments [B, H, W]`` (compact per
         image), ``objective [B]`` float64, on the inputs' device.
     """
-    node_costs = check_costs(node_costs, "node_costs", 4)
-    batch, num_classes, height, width = node_costs.shape
-    if num_classes == 0:
-        raise ValueError("node_costs must have at least one class (K = 0)")
-    distances = check_distances(distances, height, width)
-    edge_costs = check_costs(edge_costs, "edge_costs", 4, node_costs.device)
-    expected = (batch, 2 * len(distances), height, width)
-    if tuple(edge_costs.shape) != expected:
-        raise ValueError(
-            f"edge_costs must have shape {list(expected)}, got {tuple(edge_costs.shape)}"
-        )
-    partitionable = as_partitionable(partitionable, num_classes, node_costs.device)
-    _check_method(method, backend, node_costs.device)
+    node_costs, edge_costs, partitionable, distances = check_grid_problem(
+        node_costs, edge_costs, partitionable, distances
+    )
+    batch, _, height, width = node_costs.shape
+    _check_method(method, backend)
     graph_nodes, edges, graph_edges, image_index = grid_to_graph(node_costs, edge_costs, distances)
     result = _solve_validated(
         graph_nodes, edges, graph_edges, partitionable, image_index, batch, None
