@@ -11,10 +11,11 @@ import time
 
 import torch
 
-from ._validate import check_graph_problem, check_grid_problem, check_label_mask
+from ._validate import GraphProblem, check_graph_problem, check_grid_problem, check_label_mask
 from .grid import grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
 from .objective import objective_graph_validated
+from .parallel import contract_parallel
 from .sequential import contract_sequential
 
 __all__ = ["BACKENDS", "METHODS", "solve", "solve_graph"]
@@ -23,42 +24,65 @@ METHODS = ("parallel", "sequential")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
-def _check_method(method: str, backend: str) -> None:
+def _compute_device(method: str, backend: str, device: torch.device) -> torch.device:
+    """Where the contraction runs: ``auto`` follows the inputs; results return to the inputs'."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if method == "parallel":
-        raise NotImplementedError(
-            "method='parallel' (the batched contraction) is not built yet; use method='sequential'"
-        )
+    if method == "sequential":
+        if backend == "cuda":
+            raise ValueError(
+                "backend='cuda' is not available for method='sequential' (a CPU algorithm)"
+            )
+        return torch.device("cpu")
     if backend == "cuda":
-        raise ValueError(
-            "backend='cuda' is not available for method='sequential' (a CPU algorithm)"
-        )
+        if not torch.cuda.is_available():
+            raise ValueError("backend='cuda' needs a CUDA device, and none is available")
+        return device if device.type == "cuda" else torch.device("cuda")
+    if backend == "cpu" or device.type != "cuda":
+        return torch.device("cpu")
+    return device
 
 
 def _solve_validated(
-    node_costs: torch.Tensor,
-    edges: torch.Tensor,
-    edge_costs: torch.Tensor,
-    partitionable: torch.Tensor,
-    image_index: torch.Tensor,
-    num_images: int,
+    problem: GraphProblem,
     label_mask: torch.Tensor | None,
+    method: str,
+    compute: torch.device,
+    epsilon: float | None,
 ) -> GraphLabeling:
+    node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
     start = time.perf_counter()
-    classes, clusters, merges = contract_sequential(
-        node_costs, edges, edge_costs, image_index, label_mask
-    )
+    info: dict = {"method": method, "device": str(compute)}
+    if method == "sequential":
+        classes, clusters, merges = contract_sequential(
+            node_costs, edges, edge_costs, image_index, label_mask
+        )
+        info["merges"] = merges
+    else:
+        result = contract_parallel(
+            node_costs.to(compute),
+            edges.to(compute),
+            edge_costs.to(compute),
+            image_index.to(compute),
+            num_images,
+            None if label_mask is None else label_mask.to(compute),
+            epsilon,
+        )
+        classes, clusters = result.classes, result.clusters
+        info["rounds"] = len(result.merges_per_round)
+        info["merges_per_round"] = result.merges_per_round
+        info["merges"] = sum(result.merges_per_round)
     classes, clusters = classes.to(device), clusters.to(device)
-    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    info["solver_seconds"] = time.perf_counter() - start
     segments = compact_segments(classes, clusters, partitionable, image_index, num_images)
     value = objective_graph_validated(
         node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images
     )
-    info = {"method": "sequential", "backend": "cpu", "merges": merges, "solver_seconds": seconds}
     return GraphLabeling(classes, segments, value, info)
 
 
@@ -72,6 +96,7 @@ def solve_graph(
     backend: str = "auto",
     *,
     label_mask: torch.Tensor | None = None,
+    epsilon: float | None = None,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
 
@@ -86,18 +111,25 @@ def solve_graph(
             greedy, Algorithm 2 of the COPS supplementary).
         backend: ``"auto"`` (follow the inputs' device), ``"cpu"`` or ``"cuda"``.
         label_mask: ``[num_images, K]`` bool, True where an image may not use a label.
+        epsilon: goodness gate of the parallel star merge, in [0, 1): a leaf joins a centre only
+            if its edge's score is ≥ (1 − ε) × the centre's best; None (default) = no gate
+            (fewest rounds); smaller ε = more rounds, closer to the sequential greedy.
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
     """
-    node_costs, edges, edge_costs, partitionable, image_index, num_images = check_graph_problem(
-        node_costs, edges, edge_costs, partitionable, image_index
+    problem = check_graph_problem(node_costs, edges, edge_costs, partitionable, image_index)
+    label_mask = check_label_mask(
+        label_mask, problem.num_images, problem.node_costs.shape[1], problem.image_index
     )
-    label_mask = check_label_mask(label_mask, num_images, node_costs.shape[1], image_index)
-    _check_method(method, backend)
-    return _solve_validated(
-        node_costs, edges, edge_costs, partitionable, image_index, num_images, label_mask
-    )
+    compute = _compute_device(method, backend, problem.node_costs.device)
+    return _solve_validated(problem, label_mask, method, compute, _check_epsilon(epsilon))
+
+
+def _check_epsilon(epsilon: float | None) -> float | None:
+    if epsilon is not None and not 0 <= epsilon < 1:
+        raise ValueError(f"epsilon must lie in [0, 1) or be None, got {epsilon!r}")
+    return epsilon
 
 
 def solve(
@@ -107,6 +139,7 @@ def solve(
     distances: tuple[int, ...] = (1, 4, 16, 32, 64),
     method: str = "parallel",
     backend: str = "auto",
+    epsilon: float | None = None,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -117,7 +150,7 @@ def solve(
             :mod:`gpucops.grid`); positive = the two pixels want the same segment.
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
-        method, backend: as in :func:`solve_graph`.
+        method, backend, epsilon: as in :func:`solve_graph`.
     Returns:
         :class:`PanopticLabeling`: ``classes [B, H, W]``, ``segments [B, H, W]`` (compact per
         image), ``objective [B]`` float64, on the inputs' device.
@@ -126,11 +159,10 @@ def solve(
         node_costs, edge_costs, partitionable, distances
     )
     batch, _, height, width = node_costs.shape
-    _check_method(method, backend)
-    graph_nodes, edges, graph_edges, image_index = grid_to_graph(node_costs, edge_costs, distances)
-    result = _solve_validated(
-        graph_nodes, edges, graph_edges, partitionable, image_index, batch, None
-    )
+    compute = _compute_device(method, backend, node_costs.device)
+    nodes, edges, weights, image_index = grid_to_graph(node_costs, edge_costs, distances)
+    graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
+    result = _solve_validated(graph, None, method, compute, _check_epsilon(epsilon))
     shape = (batch, height, width)
     return PanopticLabeling(
         result.classes.view(shape), result.clusters.view(shape), result.objective, result.info

@@ -191,6 +191,14 @@ def test_empty_inputs_give_empty_results():
     assert g.classes.shape == (0,) and g.clusters.shape == (0,) and g.objective.shape == (0,)
 
 
-def test_parallel_method_is_not_available_yet():
-    with pytest.raises(NotImplementedError, match="sequential"):
-        gpucops.solve(*grid_inputs())
+def test_cuda_backend_without_a_device_is_rejected():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="backend"):
+        gpucops.solve(*grid_inputs(), backend="cuda")
+
+
+@pytest.mark.parametrize("epsilon", [-0.1, 1.0, 2])
+def test_bad_epsilon(epsilon):
+    with pytest.raises(ValueError, match="epsilon"):
+        gpucops.solve(*grid_inputs(), epsilon=epsilon)

@@ -1,0 +1,267 @@
+"""Batched parallel contraction for the AMWC: rounds of score → pick → star merge → contract.
+
+A batch is one block-diagonal graph. Every round, on all images at once:
+
+1. **score** every current edge: ``t = w − p`` with ``p`` the class-conflict term of
+   ``docs/solver.md`` (0 where both clusters have the same class);
+2. **pick**: each cluster takes its incident edge of largest ``t > 0`` (a packed int64 key: the
+   float32 bits of ``t`` high, the inverted edge index low, so ties go to the lowest index and the
+   max is independent of reduction order);
+3. **stars**: a hash coin of (cluster index within its image, round) makes each cluster a centre
+   or a leaf; a leaf whose pick leads to a centre joins it (many leaves may join one centre); two
+   clusters outside those stars that picked the same edge merge as a pair. Every star is checked
+   exactly — merging S costs ``min_k Σ_S C(k) − Σ_S min C − Σ_{internal e} w`` — and a star whose
+   cost is not negative shrinks to its best leaf, so the objective never goes up;
+4. **contract**: compact new cluster ids (prefix sum), sum class-cost vectors and parallel edges
+   (sorted segment sums), drop self-loops.
+
+Rounds repeat until no edge has ``t > 0``. Nodes are processed grouped by image and every index
+that feeds a decision is local to its image, so a batch of B gives exactly the B single results.
+Class costs of clusters are float64; forbidden labels (``label_mask``) are +inf, which min and
+argmin skip and sums keep (no large padding constants that would wreck float sums).
+
+This module is written in torch and runs on the tensors' device; each step is also the reference
+that the kernels of ``cuda/`` are tested against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .segment import segment_sum
+
+__all__ = [
+    "ContractionResult",
+    "checked_roots",
+    "cluster_classes",
+    "coin_is_centre",
+    "contract_parallel",
+    "pick_edges",
+    "score_edges",
+    "star_roots",
+]
+
+_LOW32 = 0xFFFFFFFF
+
+
+@dataclass
+class ContractionResult:
+    """Per-node classes and clusters before the stuff merge, with round statistics."""
+
+    classes: torch.Tensor  # [N] int64
+    clusters: torch.Tensor  # [N] int64, cluster index of each node (any ids in [0, N))
+    merges_per_round: list[int] = field(default_factory=list)
+
+
+def cluster_classes(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """min and argmin (lowest class on ties) of each cluster's class costs ``[C, K]``."""
+    minimum, argmin = costs.min(dim=1)
+    # torch.min's index on ties is not specified: take the lowest class attaining the min
+    first = (costs == minimum.unsqueeze(1)).to(torch.int8).argmax(dim=1)
+    return minimum, torch.where(torch.isfinite(minimum), first, argmin)
+
+
+def score_edges(
+    costs: torch.Tensor,
+    minimum: torch.Tensor,
+    argmin: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """``t = w − p`` of every edge ``[E]`` (float64).
+
+    ``p = 0`` where both end-points have the same class, else
+    ``min_k [(C_u(k) − m_u) + (C_v(k) − m_v)]``.
+    """
+    u, v = edges[:, 0], edges[:, 1]
+    t = weights.clone()
+    differ = (argmin[u] != argmin[v]).nonzero().flatten()
+    if differ.numel():
+        du, dv = u[differ], v[differ]
+        margins = (costs[du] - minimum[du, None]) + (costs[dv] - minimum[dv, None])
+        t[differ] = weights[differ] - margins.min(dim=1).values
+    return t
+
+
+def pick_edges(scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
+    """Each cluster's incident edge of largest positive score (lowest edge index on ties).
+
+    Returns ``[C]`` int64 edge indices, −1 where a cluster has no edge with ``t > 0``.
+    """
+    positive = (scores > 0).nonzero().flatten()
+    bits = scores[positive].float().view(torch.int32).long()  # positive floats order as ints
+    keys = (bits << 32) | (_LOW32 - positive)
+    best = torch.full((num_clusters,), -1, dtype=torch.int64, device=scores.device)
+    for end in (0, 1):
+        best.scatter_reduce_(0, edges[positive, end], keys, reduce="amax")
+    return torch.where(best >= 0, _LOW32 - (best & _LOW32), -1)
+
+
+def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:
+    """Hash coin of (cluster index within its image, round): True = centre, False = leaf.
+
+    Integer mixing below 2^62, so the same bits come out on every device and in the kernels.
+    """
+    modulus = 1 << 31
+    x = (local_index * 1103515245 + (round_index * 2654435 + 12345)) % modulus
+    x = x ^ (x >> 13)
+    x = (x * 1664525 + 1013904223) % modulus
+    x = x ^ (x >> 16)
+    return ((x >> 7) & 1) == 1
+
+
+def star_roots(
+    picks: torch.Tensor,
+    edges: torch.Tensor,
+    scores: torch.Tensor,
+    centre: torch.Tensor,
+    epsilon: float | None = None,
+) -> torch.Tensor:
+    """Proposed root of every cluster: leaves join the centre they picked; other mutual picks pair.
+
+    Args:
+        picks: ``[C]`` picked edge per cluster or −1.
+        centre: ``[C]`` bool coin.
+        epsilon: optional goodness gate: a leaf joins only if its edge's ``t`` is at least
+            ``(1 − ε)`` times the centre's own best ``t``.
+    Returns:
+        ``[C]`` int64 root (a cluster's own index when it stays).
+    """
+    num_clusters = picks.shape[0]
+    ids = torch.arange(num_clusters, device=picks.device)
+    has_pick = picks >= 0
+    safe = picks.clamp(min=0)
+    target = torch.where(
+        has_pick, torch.where(edges[safe, 0] == ids, edges[safe, 1], edges[safe, 0]), -1
+    )
+    safe_target = target.clamp(min=0)
+    joins = has_pick & ~centre & centre[safe_target]
+    if epsilon is not None:
+        centre_best = scores[picks[safe_target].clamp(min=0)]
+        joins &= scores[safe] >= (1.0 - epsilon) * centre_best
+    root = torch.where(joins, target, ids)
+    # centres receiving a leaf are roots of their star; everyone else may pair by a mutual pick
+    involved = joins.clone()
+    involved[target[joins]] = True
+    mutual = has_pick & (picks[safe_target] == picks) & ~involved & ~involved[safe_target]
+    return torch.where(mutual, torch.minimum(ids, target), root)
+
+
+def checked_roots(
+    root: torch.Tensor,
+    picks: torch.Tensor,
+    scores: torch.Tensor,
+    costs: torch.Tensor,
+    minimum: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Accept each proposed star whose merge cost is negative; shrink the others to the leaf
+    with the best edge."""
+    num_clusters = root.shape[0]
+    ids = torch.arange(num_clusters, device=root.device)
+    summed = segment_sum(costs, root, num_clusters)
+    internal = root[edges[:, 0]] == root[edges[:, 1]]
+    merge_cost = (
+        summed.min(dim=1).values
+        - segment_sum(minimum, root, num_clusters)
+        - segment_sum(weights[internal], root[edges[internal, 0]], num_clusters)
+    )
+    members = root != ids
+    rejected = members & ~(merge_cost[root] < 0)
+    if not bool(rejected.any()):
+        return root
+    # best leaf of each rejected star: its pick (the edge to the root) has the largest key
+    leaf = rejected.nonzero().flatten()
+    bits = scores[picks[leaf]].float().view(torch.int32).long()
+    keys = (bits << 32) | (_LOW32 - picks[leaf])
+    best = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
+    best.scatter_reduce_(0, root[leaf], keys, reduce="amax")
+    keep = best[root[leaf]] == keys
+    checked = root.clone()
+    checked[leaf[~keep]] = leaf[~keep]
+    return checked
+
+
+def contract_parallel(
+    node_costs: torch.Tensor,
+    edges: torch.Tensor,
+    edge_costs: torch.Tensor,
+    image_index: torch.Tensor,
+    num_images: int,
+    label_mask: torch.Tensor | None = None,
+    epsilon: float | None = None,
+) -> ContractionResult:
+    """Parallel contraction of validated inputs, before the stuff merge.
+
+    Args:
+        node_costs: ``[N, K]`` float.
+        edges: ``[E, 2]`` int64, no self-loops, within one image; duplicates are summed.
+        edge_costs: ``[E]`` float, positive = attractive.
+        image_index: ``[N]`` int64.
+        label_mask: ``[num_images, K]`` bool (True = forbidden) or None.
+        epsilon: optional goodness gate of the star merge (see :func:`star_roots`).
+    Returns:
+        :class:`ContractionResult` on the inputs' device.
+    """
+    device = node_costs.device
+    num_nodes = node_costs.shape[0]
+    # group nodes by image (stable), so cluster indices are contiguous per image
+    order = torch.argsort(image_index, stable=True)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(num_nodes, device=device)
+    costs = node_costs[order].double()
+    if label_mask is not None:
+        costs = costs.masked_fill(label_mask[image_index[order]], float("inf"))
+    cluster_image = image_index[order]
+    node_cluster = torch.arange(num_nodes, device=device)
+    edges, weights = _coalesce(position[edges], edge_costs.double(), num_nodes)
+
+    merges_per_round = []
+    round_index = 0
+    while True:
+        num_clusters = costs.shape[0]
+        minimum, argmin = cluster_classes(costs)
+        scores = score_edges(costs, minimum, argmin, edges, weights)
+        picks = pick_edges(scores, edges, num_clusters)
+        if not bool((picks >= 0).any()):
+            break
+        per_image = torch.bincount(cluster_image, minlength=num_images)
+        first = torch.cumsum(per_image, 0) - per_image
+        local = torch.arange(num_clusters, device=device) - first[cluster_image]
+        centre = coin_is_centre(local, round_index)
+        root = star_roots(picks, edges, scores, centre, epsilon)
+        root = checked_roots(root, picks, scores, costs, minimum, edges, weights)
+
+        is_root = root == torch.arange(num_clusters, device=device)
+        new_index = torch.cumsum(is_root, 0) - 1
+        mapping = new_index[root]
+        num_new = int(is_root.sum())
+        merges_per_round.append(num_clusters - num_new)
+        costs = segment_sum(costs, mapping, num_new)
+        cluster_image = cluster_image[is_root]
+        node_cluster = mapping[node_cluster]
+        edges, weights = _coalesce(mapping[edges], weights, num_new)
+        round_index += 1
+
+    _, argmin = cluster_classes(costs)
+    return ContractionResult(
+        classes=argmin[node_cluster][position],
+        clusters=node_cluster[position],
+        merges_per_round=merges_per_round,
+    )
+
+
+def _coalesce(
+    edges: torch.Tensor, weights: torch.Tensor, num_clusters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop self-loops, orient (low, high), sort by pair and sum parallel edges (float64)."""
+    keep = edges[:, 0] != edges[:, 1]
+    edges, weights = edges[keep], weights[keep]
+    low = torch.minimum(edges[:, 0], edges[:, 1])
+    high = torch.maximum(edges[:, 0], edges[:, 1])
+    keys, inverse = torch.unique(low * num_clusters + high, return_inverse=True)
+    summed = segment_sum(weights, inverse, keys.numel())
+    return torch.stack([keys // num_clusters, keys % num_clusters], dim=1), summed
