@@ -48,12 +48,17 @@ def _compiler_version(name: str) -> str:
     return subprocess.run([name, "--version"], capture_output=True, text=True, check=True).stdout
 
 
-def build_library(source: Path, flags: tuple[str, ...] = DEFAULT_FLAGS) -> Path:
-    """Compile ``source`` into a shared library in the cache (if not already there); its path."""
+def build_library(
+    source: Path, flags: tuple[str, ...] = DEFAULT_FLAGS, depends: tuple[Path, ...] = ()
+) -> Path:
+    """Compile ``source`` into a shared library in the cache (if not already there); its path.
+
+    ``depends`` (headers it includes) are part of the cache key, so editing one rebuilds.
+    """
     cxx = compiler()
-    text = source.read_bytes()
+    texts = [path.read_bytes() for path in (source, *depends)]
     digest = hashlib.sha256(
-        b"\0".join([text, _compiler_version(cxx).encode(), " ".join(flags).encode()])
+        b"\0".join([*texts, _compiler_version(cxx).encode(), " ".join(flags).encode()])
     ).hexdigest()[:20]
     target = cache_dir() / f"{source.stem}-{digest}.so"
     if target.exists():

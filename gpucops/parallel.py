@@ -20,8 +20,9 @@ that feeds a decision is local to its image, so a batch of B gives exactly the B
 Class costs of clusters are float64; forbidden labels (``label_mask``) are +inf, which min and
 argmin skip and sums keep (no large padding constants that would wreck float sums).
 
-This module is written in torch and runs on the tensors' device; each step is also the reference
-that the kernels of ``cuda/`` are tested against.
+The loop is written in torch and runs on the tensors' device. Score/pick and the star proposal
+run as the kernels of ``cuda/contraction.cu`` (host build on the CPU, CuPy on CUDA); the torch
+functions of this module are their references, equal bit for bit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .contraction_kernels import kernels_for
 from .segment import segment_sum
 
 __all__ = [
@@ -193,6 +195,7 @@ def contract_parallel(
     num_images: int,
     label_mask: torch.Tensor | None = None,
     epsilon: float | None = None,
+    use_kernels: bool = True,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -203,6 +206,9 @@ def contract_parallel(
         image_index: ``[N]`` int64.
         label_mask: ``[num_images, K]`` bool (True = forbidden) or None.
         epsilon: optional goodness gate of the star merge (see :func:`star_roots`).
+        use_kernels: run score/pick and the star proposal as the kernels of ``cuda/`` (host build
+            on the CPU, CuPy on CUDA devices); False runs the torch steps of this module, which
+            give the same result bit for bit.
     Returns:
         :class:`ContractionResult` on the inputs' device.
     """
@@ -219,20 +225,26 @@ def contract_parallel(
     node_cluster = torch.arange(num_nodes, device=device)
     edges, weights = _coalesce(position[edges], edge_costs.double(), num_nodes)
 
+    kernels = kernels_for(device) if use_kernels else None
     merges_per_round = []
     round_index = 0
     while True:
         num_clusters = costs.shape[0]
         minimum, argmin = cluster_classes(costs)
-        scores = score_edges(costs, minimum, argmin, edges, weights)
-        picks = pick_edges(scores, edges, num_clusters)
+        if kernels is not None:
+            scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
+        else:
+            scores = score_edges(costs, minimum, argmin, edges, weights)
+            picks = pick_edges(scores, edges, num_clusters)
         if not bool((picks >= 0).any()):
             break
         per_image = torch.bincount(cluster_image, minlength=num_images)
         first = torch.cumsum(per_image, 0) - per_image
         local = torch.arange(num_clusters, device=device) - first[cluster_image]
-        centre = coin_is_centre(local, round_index)
-        root = star_roots(picks, edges, scores, centre, epsilon)
+        if kernels is not None:
+            root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
+        else:
+            root = star_roots(picks, edges, scores, coin_is_centre(local, round_index), epsilon)
         root = checked_roots(root, picks, scores, costs, minimum, edges, weights)
 
         is_root = root == torch.arange(num_clusters, device=device)

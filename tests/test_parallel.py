@@ -1,5 +1,5 @@
-"""The batched parallel contraction: each step against a plain loop, then the whole solver's
-invariants, its agreement with batches and its quality against the sequential reference."""
+"""The batched parallel contraction: each step against a plain loop, the star check, and the
+quality against the sequential reference (the invariants shared with it are in test_solvers)."""
 
 from __future__ import annotations
 
@@ -13,26 +13,11 @@ from gpucops.parallel import (
     checked_roots,
     cluster_classes,
     coin_is_centre,
-    contract_parallel,
     pick_edges,
     score_edges,
     star_roots,
 )
 from gpucops.synthetic import make_problem
-from tests.reference import brute_force_optimum, multicut_objective, naive_objective
-from tests.test_sequential import small_graphs
-
-
-def solve_graph(node_costs, edges, edge_costs, partitionable, **kwargs):
-    return gpucops.solve_graph(
-        torch.tensor(node_costs, dtype=torch.float64),
-        torch.tensor(edges, dtype=torch.long).view(-1, 2),
-        torch.tensor(edge_costs, dtype=torch.float64),
-        torch.tensor(partitionable),
-        method="parallel",
-        **kwargs,
-    )
-
 
 # ------------------------------------------------------------------------- steps against loops
 
@@ -111,106 +96,6 @@ def test_star_check_shrinks_a_star_that_would_raise_the_objective(leaf_conflict,
 
 
 # ----------------------------------------------------------------------- the whole solver
-
-
-@given(small_graphs())
-def test_never_better_than_the_brute_force_optimum(graph):
-    lab = solve_graph(*graph)
-    assert lab.objective.item() >= brute_force_optimum(*graph) - 1e-9
-
-
-@given(small_graphs(max_nodes=10, max_classes=4))
-def test_output_is_feasible_and_objectives_agree(graph):
-    node_costs, edges, edge_costs, partitionable = graph
-    lab = solve_graph(*graph)
-    classes, clusters = lab.classes.tolist(), lab.clusters.tolist()
-    segment_class = {}
-    for c, s in zip(classes, clusters, strict=True):
-        assert segment_class.setdefault(s, c) == c
-    stuff = [c for c in segment_class.values() if not partitionable[c]]
-    assert len(stuff) == len(set(stuff))  # one segment per stuff class
-    expected = naive_objective(node_costs, edges, edge_costs, partitionable, classes, clusters)
-    assert lab.objective.item() == pytest.approx(expected, abs=1e-9)
-
-
-@given(small_graphs(max_nodes=10, max_classes=4), st.sampled_from([None, 0.0, 0.5]))
-def test_multicut_objective_before_stuff_merge_never_exceeds_trivial(graph, epsilon):
-    node_costs, edges, edge_costs, _ = graph
-    n = len(node_costs)
-    result = contract_parallel(
-        torch.tensor(node_costs, dtype=torch.float64),
-        torch.tensor(edges, dtype=torch.long).view(-1, 2),
-        torch.tensor(edge_costs, dtype=torch.float64),
-        torch.zeros(n, dtype=torch.long),
-        1,
-        epsilon=epsilon,
-    )
-    classes, clusters = result.classes.tolist(), result.clusters.tolist()
-    trivial_classes = torch.tensor(node_costs).argmin(dim=1).tolist()
-    trivial = multicut_objective(node_costs, edges, edge_costs, trivial_classes, list(range(n)))
-    assert multicut_objective(node_costs, edges, edge_costs, classes, clusters) <= trivial + 1e-9
-    for cluster in set(clusters):  # every cluster takes the argmin of its summed costs
-        members = [i for i in range(n) if clusters[i] == cluster]
-        summed = torch.tensor(node_costs, dtype=torch.float64)[members].sum(dim=0)
-        assert {classes[i] for i in members} == {int(summed.argmin())}
-
-
-def test_label_mask_forbids_classes_per_image():
-    node_costs = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 3.0, 1.0]])
-    mask = torch.tensor([[True, False, False], [True, True, False]])
-    lab = gpucops.solve_graph(
-        node_costs,
-        torch.tensor([[0, 1]]),
-        torch.tensor([5.0]),
-        torch.tensor([True] * 3),
-        image_index=torch.tensor([0, 0, 1]),
-        label_mask=mask,
-    )
-    assert lab.classes.tolist() == [1, 1, 2]
-    assert lab.clusters.tolist() == [0, 0, 0]
-
-
-@given(
-    seed=st.integers(0, 10_000),
-    batch=st.integers(1, 3),
-    height=st.integers(4, 16),
-    width=st.integers(4, 16),
-    num_classes=st.sampled_from([2, 5, 19]),
-    epsilon=st.sampled_from([None, 0.5]),
-)
-def test_grid_batch_equals_single_solves_and_is_deterministic(
-    seed, batch, height, width, num_classes, epsilon
-):
-    p = make_problem(batch, height, width, num_classes, distances=(1, 2, 3), seed=seed)
-    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
-    lab = gpucops.solve(*args, epsilon=epsilon)
-    again = gpucops.solve(*args, epsilon=epsilon)
-    assert torch.equal(lab.classes, again.classes) and torch.equal(lab.segments, again.segments)
-    reported = gpucops.objective(*args[:3], lab.classes, lab.segments, p.distances)
-    torch.testing.assert_close(lab.objective, reported, rtol=1e-12, atol=1e-9)
-    for b in range(batch):
-        one = gpucops.solve(
-            p.node_costs[b : b + 1], p.edge_costs[b : b + 1], *args[2:], epsilon=epsilon
-        )
-        assert torch.equal(one.classes[0], lab.classes[b])
-        assert torch.equal(one.segments[0], lab.segments[b])
-
-
-def test_graph_batch_with_unsorted_images_equals_the_grid_solve():
-    p = make_problem(2, 10, 12, 5, distances=(1, 2, 4), seed=7)
-    nodes, edges, costs, image_index = gpucops.grid_to_graph(
-        p.node_costs, p.edge_costs, p.distances
-    )
-    n = nodes.shape[0]
-    order = torch.argsort(torch.arange(n) % (n // 2) * 2 + image_index)
-    position = torch.empty_like(order)
-    position[order] = torch.arange(n)
-    lab = gpucops.solve_graph(
-        nodes[order], position[edges], costs, p.partitionable, image_index=image_index[order]
-    )
-    grid = gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances)
-    assert torch.equal(lab.classes[position].view(2, 10, 12), grid.classes)
-    assert torch.equal(lab.clusters[position].view(2, 10, 12), grid.segments)
 
 
 @pytest.mark.parametrize(("num_classes", "seed"), [(19, 0), (19, 1), (133, 2)])

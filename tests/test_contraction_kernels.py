@@ -1,0 +1,156 @@
+"""The kernels of cuda/: host build against the torch steps, GPU compile check, ASan fuzz run, and
+(on a GPU) the CuPy path against the host build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpucops.contraction_kernels import ContractionKernels, cuda_sources
+from gpucops.parallel import (
+    cluster_classes,
+    coin_is_centre,
+    contract_parallel,
+    pick_edges,
+    score_edges,
+    star_roots,
+)
+from gpucops.synthetic import make_problem
+
+HOST = torch.device("cpu")
+
+
+def random_round(seed: int, clusters: int, k: int, masked: bool):
+    """A random contraction state: class costs (some +inf when masked), coalesced edges."""
+    g = torch.Generator().manual_seed(seed)
+    costs = torch.randint(-4, 5, (clusters, k), generator=g).double() / 2
+    if masked and k > 1:
+        forbidden = torch.rand(clusters, k, generator=g) < 0.3
+        forbidden[:, 0] = False
+        costs = costs.masked_fill(forbidden, float("inf"))
+    pairs = torch.combinations(torch.arange(clusters), 2)
+    edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 3 * clusters]]
+    edges = edges[torch.argsort(edges[:, 0] * clusters + edges[:, 1])].contiguous()
+    weights = torch.randint(-4, 5, (edges.shape[0],), generator=g).double() / 2
+    return costs, edges, weights
+
+
+@given(
+    seed=st.integers(0, 2**31),
+    clusters=st.integers(2, 40),
+    k=st.integers(1, 6),
+    masked=st.booleans(),
+    round_index=st.integers(0, 50),
+    epsilon=st.sampled_from([None, 0.0, 0.5]),
+)
+def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_index, epsilon):
+    costs, edges, weights = random_round(seed, clusters, k, masked)
+    minimum, argmin = cluster_classes(costs)
+    kernels = ContractionKernels(HOST)
+    scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
+    expected_scores = score_edges(costs, minimum, argmin, edges, weights)
+    assert torch.equal(scores, expected_scores)
+    assert torch.equal(picks, pick_edges(expected_scores, edges, clusters))
+    local = torch.arange(clusters)
+    root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
+    centre = coin_is_centre(local, round_index)
+    assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon))
+
+
+@pytest.mark.parametrize(("num_classes", "epsilon"), [(19, None), (133, 0.5), (5, None)])
+def test_solver_with_kernels_equals_the_torch_steps(num_classes, epsilon):
+    p = make_problem(2, 32, 48, num_classes, distances=(1, 4, 16), seed=num_classes)
+    from gpucops import grid_to_graph
+
+    nodes, edges, weights, image_index = grid_to_graph(p.node_costs, p.edge_costs, p.distances)
+    args = (nodes, edges, weights, image_index, 2, None, epsilon)
+    with_kernels = contract_parallel(*args, use_kernels=True)
+    with_torch = contract_parallel(*args, use_kernels=False)
+    assert torch.equal(with_kernels.classes, with_torch.classes)
+    assert torch.equal(with_kernels.clusters, with_torch.clusters)
+    assert with_kernels.merges_per_round == with_torch.merges_per_round
+
+
+def test_every_cuda_source_compiles_for_the_gpu(tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must compile the CUDA sources, but nvcc is not on PATH")
+        pytest.skip("nvcc not found")
+    sources = sorted(cuda_sources().glob("*.cu"))
+    assert sources
+    for source in sources:
+        result = subprocess.run(
+            [nvcc, "-ptx", "-arch=sm_90", "-std=c++17", "-I", str(cuda_sources()), str(source),
+             "-o", str(tmp_path / (source.stem + ".ptx"))],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert ".entry" in (tmp_path / (source.stem + ".ptx")).read_text()
+
+
+FUZZ = textwrap.dedent(
+    """
+    import torch
+    from gpucops.contraction_kernels import ContractionKernels
+    from gpucops.parallel import cluster_classes, contract_parallel
+    from tests.test_contraction_kernels import random_round
+    kernels = ContractionKernels(torch.device("cpu"))
+    for seed in range(60):
+        clusters, k = 2 + seed % 37, 1 + seed % 5
+        costs, edges, weights = random_round(seed, clusters, k, seed % 2 == 0)
+        minimum, argmin = cluster_classes(costs)
+        scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
+        kernels.star_roots(picks, edges, scores, torch.arange(clusters), seed, 0.5)
+        image = torch.arange(clusters) % 3
+        same = image[edges[:, 0]] == image[edges[:, 1]]
+        contract_parallel(costs.clamp(max=9), edges[same], weights[same], image, 3)
+    print("fuzz done")
+    """
+)
+
+
+def test_address_sanitizer_build_runs_a_fuzz_set_clean(tmp_path):
+    libasan = subprocess.run(
+        ["g++", "-print-file-name=libasan.so"], capture_output=True, text=True
+    ).stdout.strip()
+    if not os.path.isabs(libasan):
+        pytest.skip("this g++ has no AddressSanitizer runtime")
+    env = dict(
+        os.environ,
+        LD_PRELOAD=libasan,
+        ASAN_OPTIONS="detect_leaks=0",
+        GPUCOPS_HOST_SANITIZE="address",
+        GPUCOPS_CACHE_DIR=str(tmp_path),
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", FUZZ], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert "AddressSanitizer" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 0 and "fuzz done" in result.stdout, result.stderr[-3000:]
+    assert list(tmp_path.glob("contraction-*.so"))  # the ASan build was made and loaded
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seed", range(5))
+def test_cuda_kernels_equal_the_host_build(seed):
+    costs, edges, weights = random_round(seed, 200, 19, seed % 2 == 0)
+    minimum, argmin = cluster_classes(costs)
+    host, gpu = ContractionKernels(HOST), ContractionKernels(torch.device("cuda"))
+    scores, picks = host.score_pick(costs, minimum, argmin, edges, weights)
+    cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
+    gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
+    assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
+    local = torch.arange(200)
+    root = host.star_roots(picks, edges, scores, local, seed, 0.5)
+    gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5)
+    assert torch.equal(gpu_root.cpu(), root)

@@ -1,0 +1,155 @@
+"""Invariants every solver keeps (the sequential reference and the parallel contraction):
+never better than the optimum, feasible output, objectives that agree, the multicut objective
+before the stuff merge never above the trivial labeling's, determinism, batch = single solves,
+label masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gpucops
+from gpucops.parallel import contract_parallel
+from gpucops.sequential import contract_sequential
+from gpucops.synthetic import make_problem
+from tests.reference import brute_force_optimum, multicut_objective, naive_objective
+from tests.strategies import small_graphs
+
+# (method, epsilon): the reference, and the parallel solver without and with the goodness gate
+SOLVERS = [("sequential", None), ("parallel", None), ("parallel", 0.5)]
+IDS = ["sequential", "parallel", "parallel-eps0.5"]
+
+
+def solve_graph(graph, method, epsilon, **kwargs):
+    node_costs, edges, edge_costs, partitionable = graph
+    return gpucops.solve_graph(
+        torch.tensor(node_costs, dtype=torch.float64),
+        torch.tensor(edges, dtype=torch.long).view(-1, 2),
+        torch.tensor(edge_costs, dtype=torch.float64),
+        torch.tensor(partitionable),
+        method=method,
+        **({} if epsilon is None else {"epsilon": epsilon}),
+        **kwargs,
+    )
+
+
+def contract(graph, method, epsilon):
+    """Classes and clusters before the stuff merge."""
+    node_costs, edges, edge_costs, _ = graph
+    args = (
+        torch.tensor(node_costs, dtype=torch.float64),
+        torch.tensor(edges, dtype=torch.long).view(-1, 2),
+        torch.tensor(edge_costs, dtype=torch.float64),
+        torch.zeros(len(node_costs), dtype=torch.long),
+    )
+    if method == "sequential":
+        classes, clusters, _ = contract_sequential(*args)
+    else:
+        result = contract_parallel(*args, 1, epsilon=epsilon)
+        classes, clusters = result.classes, result.clusters
+    return classes.tolist(), clusters.tolist()
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@given(graph=small_graphs())
+def test_never_better_than_the_brute_force_optimum(method, epsilon, graph):
+    lab = solve_graph(graph, method, epsilon)
+    assert lab.objective.item() >= brute_force_optimum(*graph) - 1e-9
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@given(graph=small_graphs(max_nodes=10, max_classes=4))
+def test_output_is_feasible_and_objectives_agree(method, epsilon, graph):
+    node_costs, edges, edge_costs, partitionable = graph
+    lab = solve_graph(graph, method, epsilon)
+    classes, clusters = lab.classes.tolist(), lab.clusters.tolist()
+    segment_class = {}
+    for c, s in zip(classes, clusters, strict=True):
+        assert segment_class.setdefault(s, c) == c  # one class per segment
+    stuff = [c for c in segment_class.values() if not partitionable[c]]
+    assert len(stuff) == len(set(stuff))  # one segment per stuff class
+    first_seen = list(dict.fromkeys(clusters))
+    assert first_seen == list(range(len(first_seen)))  # compact, numbered by first node
+    expected = naive_objective(node_costs, edges, edge_costs, partitionable, classes, clusters)
+    assert lab.objective.item() == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@given(graph=small_graphs(max_nodes=10, max_classes=4))
+def test_multicut_objective_before_stuff_merge_never_exceeds_trivial(method, epsilon, graph):
+    node_costs, edges, edge_costs, _ = graph
+    n = len(node_costs)
+    classes, clusters = contract(graph, method, epsilon)
+    trivial_classes = torch.tensor(node_costs).argmin(dim=1).tolist()
+    trivial = multicut_objective(node_costs, edges, edge_costs, trivial_classes, list(range(n)))
+    assert multicut_objective(node_costs, edges, edge_costs, classes, clusters) <= trivial + 1e-9
+    for cluster in set(clusters):  # every cluster takes the argmin of its summed costs
+        members = [i for i in range(n) if clusters[i] == cluster]
+        summed = torch.tensor(node_costs, dtype=torch.float64)[members].sum(dim=0)
+        assert {classes[i] for i in members} == {int(summed.argmin())}
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+def test_label_mask_forbids_classes_per_image(method, epsilon):
+    node_costs = [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 3.0, 1.0]]
+    mask = torch.tensor([[True, False, False], [True, True, False]])
+    lab = solve_graph(
+        (node_costs, [[0, 1]], [5.0], [True] * 3), method, epsilon,
+        image_index=torch.tensor([0, 0, 1]), label_mask=mask,
+    )  # fmt: skip
+    assert lab.classes.tolist() == [1, 1, 2]
+    assert lab.clusters.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@given(
+    seed=st.integers(0, 10_000),
+    batch=st.integers(1, 3),
+    height=st.integers(4, 16),
+    width=st.integers(4, 16),
+    num_classes=st.sampled_from([2, 5, 19]),
+)
+def test_grid_batch_equals_single_solves_and_is_deterministic(
+    method, epsilon, seed, batch, height, width, num_classes
+):
+    p = make_problem(batch, height, width, num_classes, distances=(1, 2, 3), seed=seed)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    lab = gpucops.solve(*args, method=method, epsilon=epsilon)
+    again = gpucops.solve(*args, method=method, epsilon=epsilon)
+    assert torch.equal(lab.classes, again.classes) and torch.equal(lab.segments, again.segments)
+    assert torch.equal(lab.objective, again.objective)
+    reported = gpucops.objective(*args[:3], lab.classes, lab.segments, p.distances)
+    torch.testing.assert_close(lab.objective, reported, rtol=1e-12, atol=1e-9)
+    for b in range(batch):
+        one = gpucops.solve(
+            p.node_costs[b : b + 1], p.edge_costs[b : b + 1], *args[2:], method=method,
+            epsilon=epsilon,
+        )  # fmt: skip
+        assert torch.equal(one.classes[0], lab.classes[b])
+        assert torch.equal(one.segments[0], lab.segments[b])
+        assert one.objective.item() == lab.objective[b].item()
+
+
+@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, epsilon):
+    p = make_problem(2, 10, 12, 5, distances=(1, 2, 4), seed=7)
+    nodes, edges, costs, image_index = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances
+    )
+    # interleave the two images' nodes: position[i] is the new index of node i
+    n = nodes.shape[0]
+    order = torch.argsort(torch.arange(n) % (n // 2) * 2 + image_index)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n)
+    lab = gpucops.solve_graph(
+        nodes[order], position[edges], costs, p.partitionable, image_index=image_index[order],
+        method=method, epsilon=epsilon,
+    )  # fmt: skip
+    grid = gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method,
+                         epsilon=epsilon)  # fmt: skip
+    assert torch.equal(lab.classes[position].view(2, 10, 12), grid.classes)
+    # segment ids are numbered by first node, which the interleaving keeps within an image
+    assert torch.equal(lab.clusters[position].view(2, 10, 12), grid.segments)
+    torch.testing.assert_close(lab.objective, grid.objective, rtol=1e-12, atol=1e-9)
