@@ -164,15 +164,24 @@ def checked_roots(
     with the best edge."""
     num_clusters = root.shape[0]
     ids = torch.arange(num_clusters, device=root.device)
-    summed = segment_sum(costs, root, num_clusters)
-    internal = root[edges[:, 0]] == root[edges[:, 1]]
-    merge_cost = (
-        summed.min(dim=1).values
-        - segment_sum(minimum, root, num_clusters)
-        - segment_sum(weights[internal], root[edges[internal, 0]], num_clusters)
-    )
     members = root != ids
-    rejected = members & ~(merge_cost[root] < 0)
+    if not bool(members.any()):
+        return root
+    # only stars of two or more clusters need checking: sum over their clusters alone
+    in_star = members.clone()
+    in_star[root[members]] = True
+    star = in_star.nonzero().flatten()
+    roots, group = torch.unique(root[star], return_inverse=True)
+    group_of_root = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
+    group_of_root[roots] = torch.arange(roots.numel(), device=root.device)
+    internal = (root[edges[:, 0]] == root[edges[:, 1]]).nonzero().flatten()
+    merge_cost = (
+        segment_sum(costs[star], group, roots.numel()).min(dim=1).values
+        - segment_sum(minimum[star], group, roots.numel())
+        - segment_sum(weights[internal], group_of_root[root[edges[internal, 0]]], roots.numel())
+    )
+    rejected = members.clone()
+    rejected[members] = ~(merge_cost[group_of_root[root[members]]] < 0)
     if not bool(rejected.any()):
         return root
     # best leaf of each rejected star: its pick (the edge to the root) has the largest key
@@ -269,11 +278,18 @@ def contract_parallel(
 def _coalesce(
     edges: torch.Tensor, weights: torch.Tensor, num_clusters: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop self-loops, orient (low, high), sort by pair and sum parallel edges (float64)."""
+    """Drop self-loops, orient (low, high), sort by pair and sum parallel edges (float64).
+
+    One stable sort of the packed pair keys serves both the unique pairs and the segment sums,
+    which add parallel edges in their current order (deterministic).
+    """
     keep = edges[:, 0] != edges[:, 1]
     edges, weights = edges[keep], weights[keep]
     low = torch.minimum(edges[:, 0], edges[:, 1])
     high = torch.maximum(edges[:, 0], edges[:, 1])
-    keys, inverse = torch.unique(low * num_clusters + high, return_inverse=True)
-    summed = segment_sum(weights, inverse, keys.numel())
+    keys, order = torch.sort(low * num_clusters + high, stable=True)
+    keys, counts = torch.unique_consecutive(keys, return_counts=True)
+    if keys.numel() == 0:
+        return edges.new_zeros((0, 2)), weights.new_zeros(0)
+    summed = torch.segment_reduce(weights[order], "sum", lengths=counts, unsafe=True)
     return torch.stack([keys // num_clusters, keys % num_clusters], dim=1), summed
