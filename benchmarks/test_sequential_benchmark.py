@@ -20,8 +20,13 @@ SIZES = [(64, 128, 5), (128, 256, 3), (256, 512, 1)]
 )
 def test_sequential_reference(benchmark, height, width, rounds):
     p = make_problem(1, height, width, 19, distances=(1, 4, 16, 32, 64), seed=0)
-    gpucops.solve(p.node_costs[:, :, :8, :8], p.edge_costs[:, :2, :8, :8], p.partitionable, (1,),
-                  method="sequential")  # fmt: skip
+    gpucops.solve(
+        p.node_costs[:, :, :8, :8],
+        p.edge_costs[:, :2, :8, :8],
+        p.partitionable,
+        (1,),
+        method="sequential",
+    )
     lab = benchmark.pedantic(
         gpucops.solve,
         args=(p.node_costs, p.edge_costs, p.partitionable, p.distances),
@@ -31,6 +36,8 @@ def test_sequential_reference(benchmark, height, width, rounds):
     )
     nodes, edges, _, _ = gpucops.grid_to_graph(p.node_costs, p.edge_costs, p.distances)
     benchmark.extra_info.update(
-        nodes=nodes.shape[0], edges=edges.shape[0], merges=lab.info["merges"],
+        nodes=nodes.shape[0],
+        edges=edges.shape[0],
+        merges=lab.info["merges"],
         objective=float(lab.objective[0]),
-    )  # fmt: skip
+    )

@@ -47,8 +47,13 @@ def _trivial_objective(problem) -> torch.Tensor:
 
 def _timed_solve(problem, method: str):
     start = time.perf_counter()
-    lab = solve(problem.node_costs, problem.edge_costs, problem.partitionable, problem.distances,
-                method=method)  # fmt: skip
+    lab = solve(
+        problem.node_costs,
+        problem.edge_costs,
+        problem.partitionable,
+        problem.distances,
+        method=method,
+    )
     return lab, time.perf_counter() - start
 
 
@@ -66,21 +71,42 @@ def demo(args: argparse.Namespace) -> None:
         raw_accuracy = (problem.node_costs.argmin(dim=1) == problem.classes).double().mean((1, 2))
         accuracy = (parallel.classes == problem.classes).double().mean(dim=(1, 2))
         for b in range(args.batch):
-            rows.append([
-                f"{height}×{width}", b, f"{trivial[b]:.0f}", f"{sequential.objective[b]:.0f}",
-                f"{parallel.objective[b]:.0f}", f"{quality[b]:.4f}",
-                f"{100 * raw_accuracy[b]:.1f}%", f"{100 * accuracy[b]:.1f}%",
-                f"{int(parallel.segments[b].max()) + 1}/{int(problem.segments[b].max()) + 1}",
-                f"{sequential_seconds / args.batch:.2f}", f"{parallel_seconds / args.batch:.2f}",
-                parallel.info["rounds"],
-            ])  # fmt: skip
-    headers = ["grid", "image", "trivial obj", "sequential obj", "parallel obj", "quality",
-               "argmin acc", "solved acc", "segments/gt", "seq s/img", "par s/img",
-               "rounds"]  # fmt: skip
+            rows.append(
+                [
+                    f"{height}×{width}",
+                    b,
+                    f"{trivial[b]:.0f}",
+                    f"{sequential.objective[b]:.0f}",
+                    f"{parallel.objective[b]:.0f}",
+                    f"{quality[b]:.4f}",
+                    f"{100 * raw_accuracy[b]:.1f}%",
+                    f"{100 * accuracy[b]:.1f}%",
+                    f"{int(parallel.segments[b].max()) + 1}/{int(problem.segments[b].max()) + 1}",
+                    f"{sequential_seconds / args.batch:.2f}",
+                    f"{parallel_seconds / args.batch:.2f}",
+                    parallel.info["rounds"],
+                ]
+            )
+    headers = [
+        "grid",
+        "image",
+        "trivial obj",
+        "sequential obj",
+        "parallel obj",
+        "quality",
+        "argmin acc",
+        "solved acc",
+        "segments/gt",
+        "seq s/img",
+        "par s/img",
+        "rounds",
+    ]
     print(f"\nSynthetic street scenes, K = {args.classes}, D = {problem.distances}, CPU")
     print(format_table(headers, rows))
-    print("quality = (trivial − parallel) / (trivial − sequential) objective improvement; "
-          "solved acc and segments are the parallel solver's")  # fmt: skip
+    print(
+        "quality = (trivial − parallel) / (trivial − sequential) objective improvement; "
+        "solved acc and segments are the parallel solver's"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .contraction_kernels import kernels_for
+from .contraction_kernels import ContractionKernels, kernels_for
 from .segment import segment_sum
 
 __all__ = [
@@ -205,6 +205,7 @@ def contract_parallel(
     label_mask: torch.Tensor | None = None,
     epsilon: float | None = None,
     use_kernels: bool = True,
+    split_images: bool | None = None,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -218,6 +219,8 @@ def contract_parallel(
         use_kernels: run score/pick and the star proposal as the kernels of ``cuda/`` (host build
             on the CPU, CuPy on CUDA devices); False runs the torch steps of this module, which
             give the same result bit for bit.
+        split_images: run the images one after another instead of as one graph (same result);
+            None = on the CPU only, where it keeps the working set in cache.
     Returns:
         :class:`ContractionResult` on the inputs' device.
     """
@@ -228,13 +231,70 @@ def contract_parallel(
     position = torch.empty_like(order)
     position[order] = torch.arange(num_nodes, device=device)
     costs = node_costs[order].double()
+    node_image = image_index[order]
     if label_mask is not None:
-        costs = costs.masked_fill(label_mask[image_index[order]], float("inf"))
-    cluster_image = image_index[order]
-    node_cluster = torch.arange(num_nodes, device=device)
+        costs = costs.masked_fill(label_mask[node_image], float("inf"))
+    # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
     edges, weights = _coalesce(position[edges], edge_costs.double(), num_nodes)
-
     kernels = kernels_for(device) if use_kernels else None
+
+    if split_images is None:
+        split_images = device.type == "cpu"
+    if split_images and num_images > 1:
+        # On the CPU, one image at a time keeps the working set in cache (measured: a batch of
+        # eight 256×512 images 1.70 s per image as one graph, 1.26 s one by one); the decisions
+        # are the same, since every index that feeds one is local to its image.
+        node_counts = torch.bincount(node_image, minlength=num_images).tolist()
+        edge_counts = torch.bincount(node_image[edges[:, 0]], minlength=num_images).tolist()
+        clusters, classes, rounds = [], [], []
+        node_start = cluster_start = 0
+        for nodes_b, costs_b, edges_b, weights_b in zip(
+            node_counts,
+            costs.split(node_counts),
+            edges.split(edge_counts),
+            weights.split(edge_counts),
+            strict=True,
+        ):
+            cluster_b, class_b, merges_b = _contract_rounds(
+                costs_b, edges_b - node_start, weights_b,
+                torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon,
+            )  # fmt: skip
+            # cluster ids compact across images, as one graph numbers them
+            clusters.append(cluster_b + cluster_start)
+            classes.append(class_b)
+            rounds.append(merges_b)
+            node_start += nodes_b
+            cluster_start += int(cluster_b.max()) + 1 if nodes_b else 0
+        node_cluster, node_class = torch.cat(clusters), torch.cat(classes)
+        length = max(map(len, rounds), default=0)
+        merges_per_round = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
+    else:
+        node_cluster, node_class, merges_per_round = _contract_rounds(
+            costs, edges, weights, node_image, num_images, kernels, epsilon
+        )
+    return ContractionResult(
+        classes=node_class[position],
+        clusters=node_cluster[position],
+        merges_per_round=merges_per_round,
+    )
+
+
+def _contract_rounds(
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    cluster_image: torch.Tensor,
+    num_images: int,
+    kernels: ContractionKernels | None,
+    epsilon: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The rounds, on nodes grouped by image and coalesced edges.
+
+    Returns the cluster ``[N]`` and class ``[N]`` of every node (in the grouped order) and the
+    merges of each round.
+    """
+    device = costs.device
+    node_cluster = torch.arange(costs.shape[0], device=device)
     merges_per_round = []
     round_index = 0
     while True:
@@ -266,13 +326,8 @@ def contract_parallel(
         node_cluster = mapping[node_cluster]
         edges, weights = _coalesce(mapping[edges], weights, num_new)
         round_index += 1
-
     _, argmin = cluster_classes(costs)
-    return ContractionResult(
-        classes=argmin[node_cluster][position],
-        clusters=node_cluster[position],
-        merges_per_round=merges_per_round,
-    )
+    return node_cluster, argmin[node_cluster], merges_per_round
 
 
 def _coalesce(

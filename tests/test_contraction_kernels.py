@@ -89,10 +89,20 @@ def test_every_cuda_source_compiles_for_the_gpu(tmp_path):
     assert sources
     for source in sources:
         result = subprocess.run(
-            [nvcc, "-ptx", "-arch=sm_90", "-std=c++17", "-I", str(cuda_sources()), str(source),
-             "-o", str(tmp_path / (source.stem + ".ptx"))],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                nvcc,
+                "-ptx",
+                "-arch=sm_90",
+                "-std=c++17",
+                "-I",
+                str(cuda_sources()),
+                str(source),
+                "-o",
+                str(tmp_path / (source.stem + ".ptx")),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr
         assert ".entry" in (tmp_path / (source.stem + ".ptx")).read_text()
 

@@ -13,6 +13,7 @@ from gpucops.parallel import (
     checked_roots,
     cluster_classes,
     coin_is_centre,
+    contract_parallel,
     pick_edges,
     score_edges,
     star_roots,
@@ -109,3 +110,17 @@ def test_quality_close_to_the_sequential_reference(num_classes, seed):
     ratio = ((trivial - parallel.objective) / (trivial - sequential)).item()
     assert ratio > 0.98, ratio
     assert parallel.info["rounds"] < 200
+
+
+@pytest.mark.parametrize("epsilon", [None, 0.5])
+def test_one_graph_of_many_images_equals_images_one_by_one(epsilon):
+    p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=11)
+    nodes, edges, weights, image_index = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances
+    )
+    args = (nodes, edges, weights, image_index, 3, None, epsilon)
+    together = contract_parallel(*args, split_images=False)
+    apart = contract_parallel(*args, split_images=True)
+    assert torch.equal(together.classes, apart.classes)
+    assert torch.equal(together.clusters, apart.clusters)
+    assert together.merges_per_round == apart.merges_per_round

@@ -96,9 +96,12 @@ def test_label_mask_forbids_classes_per_image(method, epsilon):
     node_costs = [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 3.0, 1.0]]
     mask = torch.tensor([[True, False, False], [True, True, False]])
     lab = solve_graph(
-        (node_costs, [[0, 1]], [5.0], [True] * 3), method, epsilon,
-        image_index=torch.tensor([0, 0, 1]), label_mask=mask,
-    )  # fmt: skip
+        (node_costs, [[0, 1]], [5.0], [True] * 3),
+        method,
+        epsilon,
+        image_index=torch.tensor([0, 0, 1]),
+        label_mask=mask,
+    )
     assert lab.classes.tolist() == [1, 1, 2]
     assert lab.clusters.tolist() == [0, 0, 0]
 
@@ -124,9 +127,12 @@ def test_grid_batch_equals_single_solves_and_is_deterministic(
     torch.testing.assert_close(lab.objective, reported, rtol=1e-12, atol=1e-9)
     for b in range(batch):
         one = gpucops.solve(
-            p.node_costs[b : b + 1], p.edge_costs[b : b + 1], *args[2:], method=method,
+            p.node_costs[b : b + 1],
+            p.edge_costs[b : b + 1],
+            *args[2:],
+            method=method,
             epsilon=epsilon,
-        )  # fmt: skip
+        )
         assert torch.equal(one.classes[0], lab.classes[b])
         assert torch.equal(one.segments[0], lab.segments[b])
         assert one.objective.item() == lab.objective[b].item()
@@ -144,11 +150,17 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, epsilon)
     position = torch.empty_like(order)
     position[order] = torch.arange(n)
     lab = gpucops.solve_graph(
-        nodes[order], position[edges], costs, p.partitionable, image_index=image_index[order],
-        method=method, epsilon=epsilon,
-    )  # fmt: skip
-    grid = gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method,
-                         epsilon=epsilon)  # fmt: skip
+        nodes[order],
+        position[edges],
+        costs,
+        p.partitionable,
+        image_index=image_index[order],
+        method=method,
+        epsilon=epsilon,
+    )
+    grid = gpucops.solve(
+        p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method, epsilon=epsilon
+    )
     assert torch.equal(lab.classes[position].view(2, 10, 12), grid.classes)
     # segment ids are numbered by first node, which the interleaving keeps within an image
     assert torch.equal(lab.clusters[position].view(2, 10, 12), grid.segments)

@@ -1,0 +1,183 @@
+"""Benchmark table of the AMWC solvers on synthetic Cityscapes-like problems.
+
+For each (size, K, batch): time of the parallel solver (median over repeats, after a warm-up,
+with device synchronisation), rounds, and — where the sequential reference finishes in reasonable
+time — its time in the same run, the speed ratio, both objectives and the quality ratio
+(trivial − parallel) / (trivial − sequential) of objective improvements.
+
+    .venv/bin/python benchmarks/solver.py                       # the default table (CPU)
+    .venv/bin/python benchmarks/solver.py --device cuda --json out.json
+    .venv/bin/python benchmarks/solver.py --sizes 256x512 --classes 19 --batches 1 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import gpucops
+from gpucops.cli import format_table
+from gpucops.synthetic import make_problem
+
+CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(function, device: torch.device, repeats: int) -> tuple[object, float]:
+    result = function()  # warm-up (kernel builds, caches)
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        result = function()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return result, statistics.median(times)
+
+
+def _trivial(problem) -> torch.Tensor:
+    batch, _, height, width = problem.node_costs.shape
+    singletons = torch.arange(height * width, device=problem.node_costs.device)
+    singletons = singletons.view(1, height, width).expand(batch, -1, -1)
+    return gpucops.objective(
+        problem.node_costs,
+        problem.edge_costs,
+        problem.partitionable,
+        problem.node_costs.argmin(dim=1),
+        singletons,
+        problem.distances,
+    )
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device)
+    records = []
+    for size in args.sizes:
+        height, width = (int(v) for v in size.split("x"))
+        for num_classes in args.classes:
+            for batch in args.batches:
+                if batch * height * width * num_classes > args.max_entries:
+                    print(f"{size:>10} K={num_classes:<3} B={batch:<2} skipped (--max-entries)")
+                    continue
+                p = make_problem(
+                    batch,
+                    height,
+                    width,
+                    num_classes,
+                    CITYSCAPES_DISTANCES,
+                    seed=args.seed,
+                    device=device,
+                )
+                solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+                parallel, parallel_s = _timed(
+                    lambda a=solve_args: gpucops.solve(*a, epsilon=args.epsilon),
+                    device,
+                    args.repeats,
+                )
+                record = {
+                    "size": size,
+                    "K": num_classes,
+                    "batch": batch,
+                    "device": str(device),
+                    "parallel_s": parallel_s,
+                    "rounds": parallel.info["rounds"],
+                    "parallel_objective": parallel.objective.sum().item(),
+                }
+                if height * width * batch <= args.sequential_limit:
+                    trivial = _trivial(p)
+                    sequential, sequential_s = _timed(
+                        lambda a=solve_args: gpucops.solve(*a, method="sequential"), device, 1
+                    )
+                    gains = (trivial - parallel.objective) / (trivial - sequential.objective)
+                    record.update(
+                        sequential_s=sequential_s,
+                        speedup=sequential_s / parallel_s,
+                        sequential_objective=sequential.objective.sum().item(),
+                        quality_min=gains.min().item(),
+                        quality_mean=gains.mean().item(),
+                    )
+                records.append(record)
+                print(_row(record), flush=True)
+    return records
+
+
+def _row(r: dict) -> str:
+    seq = r.get("sequential_s")
+    return (
+        f"{r['size']:>10} K={r['K']:<3} B={r['batch']:<2} parallel {r['parallel_s']:8.3f} s "
+        f"({r['parallel_s'] / r['batch']:.3f} s/img, {r['rounds']} rounds)"
+        + (
+            ""
+            if seq is None
+            else f"  sequential {seq:8.3f} s  ×{r['speedup']:.1f}  "
+            f"quality min {r['quality_min']:.4f} mean {r['quality_mean']:.4f}"
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", nargs="+", default=["128x256", "256x512", "1024x2048"])
+    parser.add_argument("--classes", nargs="+", type=int, default=[19, 133])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
+    parser.add_argument(
+        "--sequential-limit",
+        type=int,
+        default=256 * 512 * 8,
+        help="largest B·H·W for which the sequential reference is timed",
+    )
+    parser.add_argument(
+        "--max-entries",
+        type=int,
+        default=1024 * 2048 * 8 * 19,
+        help="skip problems with more B·H·W·K class costs (memory)",
+    )
+    parser.add_argument("--json", help="also write the records as JSON here")
+    args = parser.parse_args()
+    records = run(args)
+    headers = [
+        "size",
+        "K",
+        "B",
+        "parallel s/img",
+        "rounds",
+        "sequential s/img",
+        "speed-up",
+        "quality min",
+        "quality mean",
+    ]
+    rows = [
+        [
+            r["size"],
+            r["K"],
+            r["batch"],
+            f"{r['parallel_s'] / r['batch']:.3f}",
+            r["rounds"],
+            f"{r['sequential_s'] / r['batch']:.3f}" if "sequential_s" in r else "—",
+            f"{r['speedup']:.1f}" if "speedup" in r else "—",
+            f"{r['quality_min']:.4f}" if "quality_min" in r else "—",
+            f"{r['quality_mean']:.4f}" if "quality_mean" in r else "—",
+        ]
+        for r in records
+    ]
+    print()
+    print(format_table(headers, rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(records, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
