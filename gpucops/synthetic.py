@@ -191,13 +191,17 @@ def make_scene(
 
 
 def _smooth_noise(shape: tuple[int, ...], generator: torch.Generator, radius: int) -> torch.Tensor:
-    """Unit-variance Gaussian noise, spatially correlated over about ``radius`` pixels."""
-    noise = torch.randn(shape, generator=generator)
-    if radius > 0:
-        size = 2 * radius + 1
-        noise = F.avg_pool2d(noise, size, stride=1, padding=radius, count_include_pad=False)
-        noise = noise / noise.flatten(1).std(dim=1).clamp(min=1e-6).view(-1, 1, 1, 1)
-    return noise
+    """Unit-variance Gaussian noise ``[N, C, H, W]``, spatially correlated over about ``radius``
+    pixels: white noise on a grid ``radius`` times coarser, upsampled bilinearly (linear in the
+    number of pixels, so full-resolution COCO-sized problems stay cheap to make)."""
+    batch, channels, height, width = shape
+    if radius <= 0:
+        return torch.randn(shape, generator=generator)
+    coarse = (batch, channels, height // radius + 2, width // radius + 2)
+    noise = F.interpolate(
+        torch.randn(coarse, generator=generator), size=(height, width), mode="bilinear"
+    )
+    return noise / noise.flatten(1).std(dim=1).clamp(min=1e-6).view(-1, 1, 1, 1)
 
 
 def _edge_cost_maps(
