@@ -1,7 +1,8 @@
-"""Hypothesis strategies shared by the solver tests."""
+"""Random problems shared by the solver tests: hypothesis strategies and seeded generators."""
 
 from __future__ import annotations
 
+import torch
 from hypothesis import strategies as st
 
 
@@ -17,3 +18,18 @@ def small_graphs(draw, max_nodes=6, max_classes=3):
     edge_costs = draw(st.lists(value, min_size=len(edges), max_size=len(edges)))
     partitionable = draw(st.lists(st.booleans(), min_size=k, max_size=k))
     return node_costs, edges, edge_costs, partitionable
+
+
+def random_round(seed: int, clusters: int, k: int, masked: bool):
+    """A random contraction state: class costs (some +inf when masked), coalesced edges."""
+    g = torch.Generator().manual_seed(seed)
+    costs = torch.randint(-4, 5, (clusters, k), generator=g).double() / 2
+    if masked and k > 1:
+        forbidden = torch.rand(clusters, k, generator=g) < 0.3
+        forbidden[:, 0] = False
+        costs = costs.masked_fill(forbidden, float("inf"))
+    pairs = torch.combinations(torch.arange(clusters), 2)
+    edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 3 * clusters]]
+    edges = edges[torch.argsort(edges[:, 0] * clusters + edges[:, 1])].contiguous()
+    weights = torch.randint(-4, 5, (edges.shape[0],), generator=g).double() / 2
+    return costs, edges, weights

@@ -24,23 +24,9 @@ from gpucops.parallel import (
     star_roots,
 )
 from gpucops.synthetic import make_problem
+from tests.strategies import random_round
 
 HOST = torch.device("cpu")
-
-
-def random_round(seed: int, clusters: int, k: int, masked: bool):
-    """A random contraction state: class costs (some +inf when masked), coalesced edges."""
-    g = torch.Generator().manual_seed(seed)
-    costs = torch.randint(-4, 5, (clusters, k), generator=g).double() / 2
-    if masked and k > 1:
-        forbidden = torch.rand(clusters, k, generator=g) < 0.3
-        forbidden[:, 0] = False
-        costs = costs.masked_fill(forbidden, float("inf"))
-    pairs = torch.combinations(torch.arange(clusters), 2)
-    edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 3 * clusters]]
-    edges = edges[torch.argsort(edges[:, 0] * clusters + edges[:, 1])].contiguous()
-    weights = torch.randint(-4, 5, (edges.shape[0],), generator=g).double() / 2
-    return costs, edges, weights
 
 
 @given(
@@ -112,7 +98,7 @@ FUZZ = textwrap.dedent(
     import torch
     from gpucops.contraction_kernels import ContractionKernels
     from gpucops.parallel import cluster_classes, contract_parallel
-    from tests.test_contraction_kernels import random_round
+    from tests.strategies import random_round
     kernels = ContractionKernels(torch.device("cpu"))
     for seed in range(60):
         clusters, k = 2 + seed % 37, 1 + seed % 5

@@ -19,18 +19,14 @@ from gpucops.parallel import (
     star_roots,
 )
 from gpucops.synthetic import make_problem
+from tests.strategies import random_round
 
 # ------------------------------------------------------------------------- steps against loops
 
 
 @given(seed=st.integers(0, 2**31), clusters=st.integers(2, 12), k=st.integers(1, 5))
 def test_score_and_pick_match_plain_loops(seed, clusters, k):
-    g = torch.Generator().manual_seed(seed)
-    costs = torch.randint(-3, 4, (clusters, k), generator=g).double()
-    pairs = torch.combinations(torch.arange(clusters), 2)
-    edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 2 * clusters]]
-    edges = edges[torch.argsort(edges[:, 0] * clusters + edges[:, 1])]
-    weights = torch.randint(-3, 4, (edges.shape[0],), generator=g).double()
+    costs, edges, weights = random_round(seed, clusters, k, masked=False)
     minimum, argmin = cluster_classes(costs)
     for c in range(clusters):
         row = costs[c].tolist()
