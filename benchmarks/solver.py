@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                 )
                 solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
                 parallel, parallel_s = _timed(
-                    lambda a=solve_args: gpucops.solve(*a, epsilon=args.epsilon),
+                    lambda a=solve_args: gpucops.solve(
+                        *a, epsilon=args.epsilon, threshold=args.threshold
+                    ),
                     device,
                     args.repeats,
                 )
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
+    parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
     parser.add_argument(
         "--sequential-limit",
         type=int,

@@ -43,6 +43,7 @@ __all__ = [
     "pick_edges",
     "score_edges",
     "star_roots",
+    "threshold_scores",
 ]
 
 _LOW32 = 0xFFFFFFFF
@@ -99,6 +100,16 @@ def pick_edges(scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> 
     for end in (0, 1):
         best.scatter_reduce_(0, edges[positive, end], keys, reduce="amax")
     return torch.where(best >= 0, _LOW32 - (best & _LOW32), -1)
+
+
+def threshold_scores(
+    scores: torch.Tensor, edge_image: torch.Tensor, num_images: int, threshold: float
+) -> torch.Tensor:
+    """Scores with every edge below ``threshold`` × the largest score of its image set to 0 (so
+    it cannot be picked this round). The best edge of every image always stays."""
+    best = torch.full((num_images,), float("-inf"), dtype=scores.dtype, device=scores.device)
+    best.scatter_reduce_(0, edge_image, scores, reduce="amax")
+    return torch.where(scores >= threshold * best[edge_image], scores, 0.0)
 
 
 def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:
@@ -206,6 +217,7 @@ def contract_parallel(
     epsilon: float | None = None,
     use_kernels: bool = True,
     split_images: bool | None = None,
+    threshold: float | None = None,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -221,6 +233,9 @@ def contract_parallel(
             give the same result bit for bit.
         split_images: run the images one after another instead of as one graph (same result);
             None = on the CPU only, where it keeps the working set in cache.
+        threshold: α in [0, 1): each round, only edges with t ≥ α × the largest t of their
+            image may be picked, so merges follow the greedy order in bands (closer to the
+            sequential reference, more rounds); None = every edge with t > 0.
     Returns:
         :class:`ContractionResult` on the inputs' device.
     """
@@ -257,7 +272,7 @@ def contract_parallel(
         ):
             cluster_b, class_b, merges_b = _contract_rounds(
                 costs_b, edges_b - node_start, weights_b,
-                torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon,
+                torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon, threshold,
             )  # fmt: skip
             # cluster ids compact across images, as one graph numbers them
             clusters.append(cluster_b + cluster_start)
@@ -270,7 +285,7 @@ def contract_parallel(
         merges_per_round = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
     else:
         node_cluster, node_class, merges_per_round = _contract_rounds(
-            costs, edges, weights, node_image, num_images, kernels, epsilon
+            costs, edges, weights, node_image, num_images, kernels, epsilon, threshold
         )
     return ContractionResult(
         classes=node_class[position],
@@ -287,6 +302,7 @@ def _contract_rounds(
     num_images: int,
     kernels: ContractionKernels | None,
     epsilon: float | None,
+    threshold: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """The rounds, on nodes grouped by image and coalesced edges.
 
@@ -307,6 +323,9 @@ def _contract_rounds(
             picks = pick_edges(scores, edges, num_clusters)
         if not bool((picks >= 0).any()):
             break
+        if threshold is not None:
+            scores = threshold_scores(scores, cluster_image[edges[:, 0]], num_images, threshold)
+            picks = pick_edges(scores, edges, num_clusters)
         per_image = torch.bincount(cluster_image, minlength=num_images)
         first = torch.cumsum(per_image, 0) - per_image
         local = torch.arange(num_clusters, device=device) - first[cluster_image]

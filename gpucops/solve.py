@@ -51,6 +51,7 @@ def _solve_validated(
     method: str,
     compute: torch.device,
     epsilon: float | None,
+    threshold: float | None,
 ) -> GraphLabeling:
     node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
@@ -70,6 +71,7 @@ def _solve_validated(
             num_images,
             None if label_mask is None else label_mask.to(compute),
             epsilon,
+            threshold=threshold,
         )
         classes, clusters = result.classes, result.clusters
         info["rounds"] = len(result.merges_per_round)
@@ -97,6 +99,7 @@ def solve_graph(
     *,
     label_mask: torch.Tensor | None = None,
     epsilon: float | None = None,
+    threshold: float | None = None,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
 
@@ -114,6 +117,10 @@ def solve_graph(
         epsilon: goodness gate of the parallel star merge, in [0, 1): a leaf joins a centre only
             if its edge's score is ≥ (1 − ε) × the centre's best; None (default) = no gate
             (fewest rounds); smaller ε = more rounds, closer to the sequential greedy.
+        threshold: α in [0, 1) for the parallel solver: each round only edges with a score of at
+            least α × the best score of their image may merge, which follows the greedy order in
+            bands (more rounds, closer to the sequential greedy; see benchmarks/RESULTS.md);
+            None (default) = no threshold.
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
@@ -123,13 +130,20 @@ def solve_graph(
         label_mask, problem.num_images, problem.node_costs.shape[1], problem.image_index
     )
     compute = _compute_device(method, backend, problem.node_costs.device)
-    return _solve_validated(problem, label_mask, method, compute, _check_epsilon(epsilon))
+    return _solve_validated(
+        problem,
+        label_mask,
+        method,
+        compute,
+        _check_fraction(epsilon, "epsilon"),
+        _check_fraction(threshold, "threshold"),
+    )
 
 
-def _check_epsilon(epsilon: float | None) -> float | None:
-    if epsilon is not None and not 0 <= epsilon < 1:
-        raise ValueError(f"epsilon must lie in [0, 1) or be None, got {epsilon!r}")
-    return epsilon
+def _check_fraction(value: float | None, name: str) -> float | None:
+    if value is not None and not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1) or be None, got {value!r}")
+    return value
 
 
 def solve(
@@ -140,6 +154,7 @@ def solve(
     method: str = "parallel",
     backend: str = "auto",
     epsilon: float | None = None,
+    threshold: float | None = None,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -150,7 +165,7 @@ def solve(
             :mod:`gpucops.grid`); positive = the two pixels want the same segment.
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
-        method, backend, epsilon: as in :func:`solve_graph`.
+        method, backend, epsilon, threshold: as in :func:`solve_graph`.
     Returns:
         :class:`PanopticLabeling`: ``classes [B, H, W]``, ``segments [B, H, W]`` (compact per
         image), ``objective [B]`` float64, on the inputs' device.
@@ -162,7 +177,14 @@ def solve(
     compute = _compute_device(method, backend, node_costs.device)
     nodes, edges, weights, image_index = grid_to_graph(node_costs, edge_costs, distances)
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
-    result = _solve_validated(graph, None, method, compute, _check_epsilon(epsilon))
+    result = _solve_validated(
+        graph,
+        None,
+        method,
+        compute,
+        _check_fraction(epsilon, "epsilon"),
+        _check_fraction(threshold, "threshold"),
+    )
     shape = (batch, height, width)
     return PanopticLabeling(
         result.classes.view(shape), result.clusters.view(shape), result.objective, result.info

@@ -17,12 +17,17 @@ from gpucops.synthetic import make_problem
 from tests.reference import brute_force_optimum, multicut_objective, naive_objective
 from tests.strategies import small_graphs
 
-# (method, epsilon): the reference, and the parallel solver without and with the goodness gate
-SOLVERS = [("sequential", None), ("parallel", None), ("parallel", 0.5)]
-IDS = ["sequential", "parallel", "parallel-eps0.5"]
+# (method, options): the reference, and the parallel solver plain, gated and thresholded
+SOLVERS = [
+    ("sequential", {}),
+    ("parallel", {}),
+    ("parallel", {"epsilon": 0.5}),
+    ("parallel", {"threshold": 0.2}),
+]
+IDS = ["sequential", "parallel", "parallel-eps0.5", "parallel-threshold0.2"]
 
 
-def solve_graph(graph, method, epsilon, **kwargs):
+def solve_graph(graph, method, options, **kwargs):
     node_costs, edges, edge_costs, partitionable = graph
     return gpucops.solve_graph(
         torch.tensor(node_costs, dtype=torch.float64),
@@ -30,12 +35,12 @@ def solve_graph(graph, method, epsilon, **kwargs):
         torch.tensor(edge_costs, dtype=torch.float64),
         torch.tensor(partitionable),
         method=method,
-        **({} if epsilon is None else {"epsilon": epsilon}),
+        **options,
         **kwargs,
     )
 
 
-def contract(graph, method, epsilon):
+def contract(graph, method, options):
     """Classes and clusters before the stuff merge."""
     node_costs, edges, edge_costs, _ = graph
     args = (
@@ -47,23 +52,23 @@ def contract(graph, method, epsilon):
     if method == "sequential":
         classes, clusters, _ = contract_sequential(*args)
     else:
-        result = contract_parallel(*args, 1, epsilon=epsilon)
+        result = contract_parallel(*args, 1, **options)
         classes, clusters = result.classes, result.clusters
     return classes.tolist(), clusters.tolist()
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
 @given(graph=small_graphs())
-def test_never_better_than_the_brute_force_optimum(method, epsilon, graph):
-    lab = solve_graph(graph, method, epsilon)
+def test_never_better_than_the_brute_force_optimum(method, options, graph):
+    lab = solve_graph(graph, method, options)
     assert lab.objective.item() >= brute_force_optimum(*graph) - 1e-9
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
 @given(graph=small_graphs(max_nodes=10, max_classes=4))
-def test_output_is_feasible_and_objectives_agree(method, epsilon, graph):
+def test_output_is_feasible_and_objectives_agree(method, options, graph):
     node_costs, edges, edge_costs, partitionable = graph
-    lab = solve_graph(graph, method, epsilon)
+    lab = solve_graph(graph, method, options)
     classes, clusters = lab.classes.tolist(), lab.clusters.tolist()
     segment_class = {}
     for c, s in zip(classes, clusters, strict=True):
@@ -76,12 +81,12 @@ def test_output_is_feasible_and_objectives_agree(method, epsilon, graph):
     assert lab.objective.item() == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
 @given(graph=small_graphs(max_nodes=10, max_classes=4))
-def test_multicut_objective_before_stuff_merge_never_exceeds_trivial(method, epsilon, graph):
+def test_multicut_objective_before_stuff_merge_never_exceeds_trivial(method, options, graph):
     node_costs, edges, edge_costs, _ = graph
     n = len(node_costs)
-    classes, clusters = contract(graph, method, epsilon)
+    classes, clusters = contract(graph, method, options)
     trivial_classes = torch.tensor(node_costs).argmin(dim=1).tolist()
     trivial = multicut_objective(node_costs, edges, edge_costs, trivial_classes, list(range(n)))
     assert multicut_objective(node_costs, edges, edge_costs, classes, clusters) <= trivial + 1e-9
@@ -91,14 +96,14 @@ def test_multicut_objective_before_stuff_merge_never_exceeds_trivial(method, eps
         assert {classes[i] for i in members} == {int(summed.argmin())}
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
-def test_label_mask_forbids_classes_per_image(method, epsilon):
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
+def test_label_mask_forbids_classes_per_image(method, options):
     node_costs = [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 3.0, 1.0]]
     mask = torch.tensor([[True, False, False], [True, True, False]])
     lab = solve_graph(
         (node_costs, [[0, 1]], [5.0], [True] * 3),
         method,
-        epsilon,
+        options,
         image_index=torch.tensor([0, 0, 1]),
         label_mask=mask,
     )
@@ -106,7 +111,7 @@ def test_label_mask_forbids_classes_per_image(method, epsilon):
     assert lab.clusters.tolist() == [0, 0, 0]
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
 @given(
     seed=st.integers(0, 10_000),
     batch=st.integers(1, 3),
@@ -115,12 +120,12 @@ def test_label_mask_forbids_classes_per_image(method, epsilon):
     num_classes=st.sampled_from([2, 5, 19]),
 )
 def test_grid_batch_equals_single_solves_and_is_deterministic(
-    method, epsilon, seed, batch, height, width, num_classes
+    method, options, seed, batch, height, width, num_classes
 ):
     p = make_problem(batch, height, width, num_classes, distances=(1, 2, 3), seed=seed)
     args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
-    lab = gpucops.solve(*args, method=method, epsilon=epsilon)
-    again = gpucops.solve(*args, method=method, epsilon=epsilon)
+    lab = gpucops.solve(*args, method=method, **options)
+    again = gpucops.solve(*args, method=method, **options)
     assert torch.equal(lab.classes, again.classes) and torch.equal(lab.segments, again.segments)
     assert torch.equal(lab.objective, again.objective)
     reported = gpucops.objective(*args[:3], lab.classes, lab.segments, p.distances)
@@ -131,15 +136,15 @@ def test_grid_batch_equals_single_solves_and_is_deterministic(
             p.edge_costs[b : b + 1],
             *args[2:],
             method=method,
-            epsilon=epsilon,
+            **options,
         )
         assert torch.equal(one.classes[0], lab.classes[b])
         assert torch.equal(one.segments[0], lab.segments[b])
         assert one.objective.item() == lab.objective[b].item()
 
 
-@pytest.mark.parametrize(("method", "epsilon"), SOLVERS, ids=IDS)
-def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, epsilon):
+@pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
+def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options):
     p = make_problem(2, 10, 12, 5, distances=(1, 2, 4), seed=7)
     nodes, edges, costs, image_index = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances
@@ -156,10 +161,10 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, epsilon)
         p.partitionable,
         image_index=image_index[order],
         method=method,
-        epsilon=epsilon,
+        **options,
     )
     grid = gpucops.solve(
-        p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method, epsilon=epsilon
+        p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method, **options
     )
     assert torch.equal(lab.classes[position].view(2, 10, 12), grid.classes)
     # segment ids are numbered by first node, which the interleaving keeps within an image

@@ -198,7 +198,8 @@ def test_cuda_backend_without_a_device_is_rejected():
         gpucops.solve(*grid_inputs(), backend="cuda")
 
 
-@pytest.mark.parametrize("epsilon", [-0.1, 1.0, 2])
-def test_bad_epsilon(epsilon):
-    with pytest.raises(ValueError, match="epsilon"):
-        gpucops.solve(*grid_inputs(), epsilon=epsilon)
+@pytest.mark.parametrize("name", ["epsilon", "threshold"])
+@pytest.mark.parametrize("value", [-0.1, 1.0, 2])
+def test_bad_epsilon_or_threshold(name, value):
+    with pytest.raises(ValueError, match=name):
+        gpucops.solve(*grid_inputs(), **{name: value})
