@@ -88,14 +88,20 @@ def score_edges(
     return t
 
 
+def _pick_keys(scores: torch.Tensor, edge_ids: torch.Tensor) -> torch.Tensor:
+    """Packed int64 keys of edges with t > 0: float32 bits of t (positive floats order as ints)
+    high, the inverted edge index low, so the max is the largest t, then the lowest index."""
+    bits = scores[edge_ids].float().view(torch.int32).long()
+    return (bits << 32) | (_LOW32 - edge_ids)
+
+
 def pick_edges(scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
     """Each cluster's incident edge of largest positive score (lowest edge index on ties).
 
     Returns ``[C]`` int64 edge indices, −1 where a cluster has no edge with ``t > 0``.
     """
     positive = (scores > 0).nonzero().flatten()
-    bits = scores[positive].float().view(torch.int32).long()  # positive floats order as ints
-    keys = (bits << 32) | (_LOW32 - positive)
+    keys = _pick_keys(scores, positive)
     best = torch.full((num_clusters,), -1, dtype=torch.int64, device=scores.device)
     for end in (0, 1):
         best.scatter_reduce_(0, edges[positive, end], keys, reduce="amax")
@@ -197,8 +203,7 @@ def checked_roots(
         return root
     # best leaf of each rejected star: its pick (the edge to the root) has the largest key
     leaf = rejected.nonzero().flatten()
-    bits = scores[picks[leaf]].float().view(torch.int32).long()
-    keys = (bits << 32) | (_LOW32 - picks[leaf])
+    keys = _pick_keys(scores, picks[leaf])
     best = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
     best.scatter_reduce_(0, root[leaf], keys, reduce="amax")
     keep = best[root[leaf]] == keys
