@@ -86,3 +86,126 @@ extern "C" __global__ void star_pair(long long num_clusters, const long long* pi
             root[c] = other < c ? other : c;
     }
 }
+
+// ---- Contraction: counting sort into buckets, then deterministic per-bucket sums. ----
+// A bucket b holds slot[start[b] .. start[b + 1]); start is the exclusive prefix sum of the
+// counts. Filling uses atomics, so the order within a bucket is only fixed by bucket_sort.
+
+// counts[keys[i]] += 1 for every i with keys[i] ≥ 0 (counts zeroed before the launch).
+extern "C" __global__ void bucket_count(long long n, const long long* keys, long long* counts) {
+    GPUCOPS_FOR_EACH(i, n) {
+        if (keys[i] >= 0) gpucops_atomic_add(counts + keys[i], 1LL);
+    }
+}
+
+// slot[start[keys[i]] + fill[keys[i]]++] = i for every i with keys[i] ≥ 0 (fill zeroed).
+extern "C" __global__ void bucket_fill(long long n, const long long* keys, const long long* start,
+                                       long long* fill, long long* slot) {
+    GPUCOPS_FOR_EACH(i, n) {
+        const long long key = keys[i];
+        if (key >= 0) slot[start[key] + gpucops_atomic_add(fill + key, 1LL)] = i;
+    }
+}
+
+__device__ __forceinline__ bool gpucops_slot_before(const long long* secondary, long long a,
+                                                    long long b) {
+    if (secondary[a] != secondary[b]) return secondary[a] < secondary[b];
+    return a < b;
+}
+
+// Sort each bucket by (secondary[i], i) — by i alone when secondary is the bucket key. Buckets of
+// up to 16 items (almost all) are insertion-sorted on copies of their keys in registers; larger
+// ones (the edges of a few big clusters) get an in-place shell sort, O(n^1.3).
+extern "C" __global__ void bucket_sort(long long num_buckets, const long long* start,
+                                       const long long* secondary, long long* slot) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        long long* items = slot + start[b];
+        const long long n = start[b + 1] - start[b];
+        if (n <= 16) {
+            long long key[16], item[16];
+            for (long long i = 0; i < n; ++i) {
+                const long long it = items[i], k = secondary[it];
+                long long j = i;
+                for (; j > 0 && (k < key[j - 1] || (k == key[j - 1] && it < item[j - 1])); --j) {
+                    key[j] = key[j - 1];
+                    item[j] = item[j - 1];
+                }
+                key[j] = k;
+                item[j] = it;
+            }
+            for (long long i = 0; i < n; ++i) items[i] = item[i];
+            continue;
+        }
+        long long gap = 1;
+        while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
+        for (; gap > 0; gap /= 3) {
+            for (long long i = gap; i < n; ++i) {
+                const long long it = items[i];
+                long long j = i;
+                for (; j >= gap && gpucops_slot_before(secondary, it, items[j - gap]); j -= gap)
+                    items[j] = items[j - gap];
+                items[j] = it;
+            }
+        }
+    }
+}
+
+// out[b, :] = Σ rows[i, :] over the bucket's items in their order (rows [*, width]).
+extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long width,
+                                           const long long* start, const long long* slot,
+                                           const double* rows, double* out) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        double* sum = out + b * width;
+        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
+        for (long long s = start[b]; s < start[b + 1]; ++s) {
+            const double* row = rows + slot[s] * width;
+            for (long long k = 0; k < width; ++k) sum[k] += row[k];
+        }
+    }
+}
+
+// Map both end-points of every edge; low[e] = −1 for an edge inside one cluster.
+extern "C" __global__ void edge_remap(long long num_edges, const long long* edges,
+                                      const long long* mapping, long long* low, long long* high) {
+    GPUCOPS_FOR_EACH(e, num_edges) {
+        const long long a = mapping[edges[2 * e]], b = mapping[edges[2 * e + 1]];
+        low[e] = a == b ? -1 : (a < b ? a : b);
+        high[e] = a < b ? b : a;
+    }
+}
+
+// In each bucket of edges by low end-point, sorted by (high, e): sum the weights of each run of
+// equal high in that order, writing the runs from the bucket's start; unique[b] = their number.
+extern "C" __global__ void edge_runs(long long num_buckets, const long long* start,
+                                     const long long* slot, const long long* high,
+                                     const double* weights, long long* run_high,
+                                     double* run_weight, long long* unique) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        long long runs = 0;
+        for (long long s = start[b]; s < start[b + 1]; ++s) {
+            const long long e = slot[s];
+            if (runs > 0 && run_high[start[b] + runs - 1] == high[e]) {
+                run_weight[start[b] + runs - 1] += weights[e];
+            } else {
+                run_high[start[b] + runs] = high[e];
+                run_weight[start[b] + runs] = weights[e];
+                ++runs;
+            }
+        }
+        unique[b] = runs;
+    }
+}
+
+// Compact the runs: edge offset[b] + j = (b, run_high[start[b] + j]) for j < unique[b].
+extern "C" __global__ void edge_gather(long long num_buckets, const long long* start,
+                                       const long long* unique, const long long* offset,
+                                       const long long* run_high, const double* run_weight,
+                                       long long* edges, double* weights) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        for (long long j = 0; j < unique[b]; ++j) {
+            edges[2 * (offset[b] + j)] = b;
+            edges[2 * (offset[b] + j) + 1] = run_high[start[b] + j];
+            weights[offset[b] + j] = run_weight[start[b] + j];
+        }
+    }
+}

@@ -23,6 +23,11 @@ __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
 
 __device__ __forceinline__ void gpucops_set_flag(int* address) { atomicExch(address, 1); }
 
+// returns the value before the addition
+__device__ __forceinline__ long long gpucops_atomic_add(long long* address, long long value) {
+    return (long long)atomicAdd((unsigned long long*)address, (unsigned long long)value);
+}
+
 #else  // host build
 
 #include <cstring>
@@ -52,5 +57,9 @@ inline void gpucops_atomic_max(unsigned long long* address, unsigned long long v
 }
 
 inline void gpucops_set_flag(int* address) { __atomic_store_n(address, 1, __ATOMIC_RELAXED); }
+
+inline long long gpucops_atomic_add(long long* address, long long value) {
+    return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -33,6 +33,13 @@ _SIGNATURES = {
     "score_pick": "iippppppp",
     "star_propose": "ippppidppp",
     "star_pair": "ipppp",
+    "bucket_count": "ipp",
+    "bucket_fill": "ipppp",
+    "bucket_sort": "ippp",
+    "bucket_sum_rows": "iipppp",
+    "edge_remap": "ipppp",
+    "edge_runs": "ippppppp",
+    "edge_gather": "ippppppp",
 }
 
 
@@ -147,6 +154,62 @@ class ContractionKernels:
         )  # fmt: skip
         self._launch("star_pair", count, count, picks, target, involved, root)
         return root
+
+    def _buckets(
+        self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
+        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` item ids."""
+        counts = torch.zeros(num_buckets, dtype=torch.int64, device=self.device)
+        self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
+        start = torch.zeros(num_buckets + 1, dtype=torch.int64, device=self.device)
+        torch.cumsum(counts, 0, out=start[1:])
+        slot = torch.empty(int(start[-1]), dtype=torch.int64, device=self.device)
+        fill = torch.zeros(num_buckets, dtype=torch.int64, device=self.device)
+        self._launch("bucket_fill", keys.shape[0], keys.shape[0], keys, start, fill, slot)
+        self._launch("bucket_sort", num_buckets, num_buckets, start, secondary, slot)
+        return start, slot
+
+    def segment_sum(
+        self, rows: torch.Tensor, segment_ids: torch.Tensor, num_segments: int
+    ) -> torch.Tensor:
+        """``[num_segments, K]`` float64 sums of ``rows [M, K]`` float64 by ``segment_ids`` (each
+        in [0, num_segments)), added in item order, as :func:`gpucops.segment.segment_sum`."""
+        rows, segment_ids = rows.contiguous(), segment_ids.contiguous()
+        start, slot = self._buckets(segment_ids, num_segments, segment_ids)
+        out = torch.empty((num_segments, rows.shape[1]), dtype=torch.float64, device=self.device)
+        self._launch(
+            "bucket_sum_rows", num_segments, num_segments, rows.shape[1], start, slot, rows, out
+        )
+        return out
+
+    def coalesce(
+        self, edges: torch.Tensor, weights: torch.Tensor, mapping: torch.Tensor, num_clusters: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edges ``[E, 2]`` mapped to clusters by ``mapping``, without self-loops, parallel edges
+        summed (float64, in edge order), sorted by (low, high) — as
+        ``gpucops.parallel._coalesce(mapping[edges], weights, num_clusters)``."""
+        num_edges = edges.shape[0]
+        low = torch.empty(num_edges, dtype=torch.int64, device=self.device)
+        high = torch.empty(num_edges, dtype=torch.int64, device=self.device)
+        self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
+        start, slot = self._buckets(low, num_clusters, high)
+        run_high = torch.empty_like(slot)
+        run_weight = torch.empty(slot.shape[0], dtype=torch.float64, device=self.device)
+        unique = torch.empty(num_clusters, dtype=torch.int64, device=self.device)
+        self._launch(
+            "edge_runs", num_clusters, num_clusters, start, slot, high, weights.contiguous(),
+            run_high, run_weight, unique,
+        )  # fmt: skip
+        end = torch.cumsum(unique, 0)
+        total = int(end[-1]) if num_clusters else 0
+        merged = torch.empty((total, 2), dtype=torch.int64, device=self.device)
+        merged_weights = torch.empty(total, dtype=torch.float64, device=self.device)
+        self._launch(
+            "edge_gather", num_clusters, num_clusters, start, unique, end - unique, run_high,
+            run_weight, merged, merged_weights,
+        )  # fmt: skip
+        return merged, merged_weights
 
 
 def kernels_for(device: torch.device) -> ContractionKernels | None:

@@ -254,9 +254,9 @@ def contract_parallel(
     node_image = image_index[order]
     if label_mask is not None:
         costs = costs.masked_fill(label_mask[node_image], float("inf"))
-    # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
-    edges, weights = _coalesce(position[edges], edge_costs.double(), num_nodes)
     kernels = kernels_for(device) if use_kernels else None
+    # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
+    edges, weights = _contract(kernels, costs, edges, edge_costs.double(), position, num_nodes)[1:]
 
     if split_images is None:
         split_images = device.type == "cpu"
@@ -345,13 +345,32 @@ def _contract_rounds(
         mapping = new_index[root]
         num_new = int(is_root.sum())
         merges_per_round.append(num_clusters - num_new)
-        costs = segment_sum(costs, mapping, num_new)
+        costs, edges, weights = _contract(kernels, costs, edges, weights, mapping, num_new)
         cluster_image = cluster_image[is_root]
         node_cluster = mapping[node_cluster]
-        edges, weights = _coalesce(mapping[edges], weights, num_new)
         round_index += 1
     _, argmin = cluster_classes(costs)
     return node_cluster, argmin[node_cluster], merges_per_round
+
+
+def _contract(
+    kernels: ContractionKernels | None,
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    mapping: torch.Tensor,
+    num_clusters: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cluster class costs ``[num_clusters, K]`` and coalesced edges after mapping every
+    cluster to ``mapping``'s new index (sums in item order, deterministic)."""
+    if kernels is not None:
+        return (
+            kernels.segment_sum(costs, mapping, num_clusters),
+            *kernels.coalesce(edges, weights, mapping, num_clusters),
+        )
+    return segment_sum(costs, mapping, num_clusters), *_coalesce(
+        mapping[edges], weights, num_clusters
+    )
 
 
 def _coalesce(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gpucops.contraction_kernels import ContractionKernels, cuda_sources
 from gpucops.parallel import (
+    _coalesce,
     cluster_classes,
     coin_is_centre,
     contract_parallel,
@@ -23,6 +24,7 @@ from gpucops.parallel import (
     score_edges,
     star_roots,
 )
+from gpucops.segment import segment_sum
 from gpucops.synthetic import make_problem
 from tests.strategies import random_round
 
@@ -49,6 +51,37 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
     centre = coin_is_centre(local, round_index)
     assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon))
+
+
+def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
+    """Edges between ``nodes`` (duplicates, both orientations, float weights that round
+    differently in another order) and a mapping of the nodes onto ``clusters``."""
+    g = torch.Generator().manual_seed(seed)
+    edges = torch.randint(0, nodes, (num_edges, 2), generator=g)
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    weights = torch.randn(edges.shape[0], generator=g, dtype=torch.float64)
+    mapping = torch.randint(0, clusters, (nodes,), generator=g)
+    rows = torch.randn(nodes, 3, generator=g, dtype=torch.float64)
+    return edges, weights, mapping, rows
+
+
+@given(
+    seed=st.integers(0, 2**31),
+    nodes=st.integers(2, 60),
+    clusters=st.integers(1, 8),
+    num_edges=st.integers(0, 400),
+)
+def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges):
+    # few clusters and many edges: buckets of over 16 items take the shell-sort path
+    edges, weights, mapping, rows = random_contraction(seed, nodes, clusters, num_edges)
+    kernels = ContractionKernels(HOST)
+    merged, merged_weights = kernels.coalesce(edges, weights, mapping, clusters)
+    expected, expected_weights = _coalesce(mapping[edges], weights, clusters)
+    assert torch.equal(merged, expected)
+    assert torch.equal(merged_weights, expected_weights)  # same order of addition: bit for bit
+    assert torch.equal(
+        kernels.segment_sum(rows, mapping, clusters), segment_sum(rows, mapping, clusters)
+    )
 
 
 @pytest.mark.parametrize(("num_classes", "epsilon"), [(19, None), (133, 0.5), (5, None)])
@@ -109,6 +142,8 @@ FUZZ = textwrap.dedent(
         image = torch.arange(clusters) % 3
         same = image[edges[:, 0]] == image[edges[:, 1]]
         contract_parallel(costs.clamp(max=9), edges[same], weights[same], image, 3)
+        kernels.coalesce(edges, weights, torch.arange(clusters) % 2, 2)  # big buckets
+        kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2)
     print("fuzz done")
     """
 )
@@ -150,3 +185,16 @@ def test_cuda_kernels_equal_the_host_build(seed):
     root = host.star_roots(picks, edges, scores, local, seed, 0.5)
     gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5)
     assert torch.equal(gpu_root.cpu(), root)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seed", range(5))
+def test_cuda_contraction_equals_the_host_build(seed):
+    edges, weights, mapping, rows = random_contraction(seed, 3000, 40 + 400 * seed, 20000)
+    host, gpu = ContractionKernels(HOST), ContractionKernels(torch.device("cuda"))
+    clusters = int(mapping.max()) + 1
+    merged, merged_weights = host.coalesce(edges, weights, mapping, clusters)
+    gpu_merged, gpu_weights = gpu.coalesce(edges.cuda(), weights.cuda(), mapping.cuda(), clusters)
+    assert torch.equal(gpu_merged.cpu(), merged) and torch.equal(gpu_weights.cpu(), merged_weights)
+    sums = gpu.segment_sum(rows.cuda(), mapping.cuda(), clusters)
+    assert torch.equal(sums.cpu(), host.segment_sum(rows, mapping, clusters))
