@@ -107,17 +107,13 @@ extern "C" __global__ void bucket_fill(long long n, const long long* keys, const
     }
 }
 
-__device__ __forceinline__ bool gpucops_slot_before(const long long* secondary, long long a,
-                                                    long long b) {
-    if (secondary[a] != secondary[b]) return secondary[a] < secondary[b];
-    return a < b;
-}
-
 // Sort each bucket by (secondary[i], i) — by i alone when secondary is the bucket key. Buckets of
 // up to 16 items (almost all) are insertion-sorted on copies of their keys in registers; larger
-// ones (the edges of a few big clusters) get an in-place shell sort, O(n^1.3).
+// ones (the edges of a few big clusters) get a shell sort, O(n^1.3), on (key, item) pairs copied
+// into key_scratch (aligned with slot), since comparisons through secondary[] miss the cache.
 extern "C" __global__ void bucket_sort(long long num_buckets, const long long* start,
-                                       const long long* secondary, long long* slot) {
+                                       const long long* secondary, long long* slot,
+                                       long long* key_scratch) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long* items = slot + start[b];
         const long long n = start[b + 1] - start[b];
@@ -136,15 +132,21 @@ extern "C" __global__ void bucket_sort(long long num_buckets, const long long* s
             for (long long i = 0; i < n; ++i) items[i] = item[i];
             continue;
         }
+        long long* keys = key_scratch + start[b];
+        for (long long i = 0; i < n; ++i) keys[i] = secondary[items[i]];
         long long gap = 1;
         while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
         for (; gap > 0; gap /= 3) {
             for (long long i = gap; i < n; ++i) {
-                const long long it = items[i];
+                const long long it = items[i], k = keys[i];
                 long long j = i;
-                for (; j >= gap && gpucops_slot_before(secondary, it, items[j - gap]); j -= gap)
+                for (; j >= gap && (k < keys[j - gap] || (k == keys[j - gap] && it < items[j - gap]));
+                     j -= gap) {
                     items[j] = items[j - gap];
+                    keys[j] = keys[j - gap];
+                }
                 items[j] = it;
+                keys[j] = k;
             }
         }
     }
@@ -174,38 +176,88 @@ extern "C" __global__ void edge_remap(long long num_edges, const long long* edge
     }
 }
 
-// In each bucket of edges by low end-point, sorted by (high, e): sum the weights of each run of
-// equal high in that order, writing the runs from the bucket's start; unique[b] = their number.
+// In each bucket of edges by low end-point, sorted by (high, e): unique[b] = the number of runs
+// of equal high (the distinct edges the bucket's cluster will have).
 extern "C" __global__ void edge_runs(long long num_buckets, const long long* start,
                                      const long long* slot, const long long* high,
-                                     const double* weights, long long* run_high,
-                                     double* run_weight, long long* unique) {
+                                     long long* unique) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long runs = 0;
-        for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const long long e = slot[s];
-            if (runs > 0 && run_high[start[b] + runs - 1] == high[e]) {
-                run_weight[start[b] + runs - 1] += weights[e];
-            } else {
-                run_high[start[b] + runs] = high[e];
-                run_weight[start[b] + runs] = weights[e];
-                ++runs;
-            }
-        }
+        for (long long s = start[b]; s < start[b + 1]; ++s)
+            runs += s == start[b] || high[slot[s]] != high[slot[s - 1]];
         unique[b] = runs;
     }
 }
 
-// Compact the runs: edge offset[b] + j = (b, run_high[start[b] + j]) for j < unique[b].
-extern "C" __global__ void edge_gather(long long num_buckets, const long long* start,
-                                       const long long* unique, const long long* offset,
-                                       const long long* run_high, const double* run_weight,
-                                       long long* edges, double* weights) {
+// Write the runs of bucket b from offset[b] on: edge (b, high) with the weights of its run
+// summed in edge order.
+extern "C" __global__ void edge_write(long long num_buckets, const long long* start,
+                                      const long long* slot, const long long* high,
+                                      const double* weights, const long long* offset,
+                                      long long* edges, double* merged_weights) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        for (long long j = 0; j < unique[b]; ++j) {
-            edges[2 * (offset[b] + j)] = b;
-            edges[2 * (offset[b] + j) + 1] = run_high[start[b] + j];
-            weights[offset[b] + j] = run_weight[start[b] + j];
+        long long out = offset[b] - 1;
+        for (long long s = start[b]; s < start[b + 1]; ++s) {
+            const long long e = slot[s];
+            if (s == start[b] || high[e] != high[slot[s - 1]]) {
+                ++out;
+                edges[2 * out] = b;
+                edges[2 * out + 1] = high[e];
+                merged_weights[out] = weights[e];
+            } else {
+                merged_weights[out] += weights[e];
+            }
         }
+    }
+}
+
+// ---- The exact star check. ----
+
+// key[c] = root[c] for every cluster of a star of two or more (a member or a root with
+// members), else −1. in_star must be zeroed before the launch of star_mark.
+extern "C" __global__ void star_mark(long long num_clusters, const long long* root, int* in_star) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        if (root[c] != c) {
+            gpucops_set_flag(in_star + c);
+            gpucops_set_flag(in_star + root[c]);
+        }
+    }
+}
+
+extern "C" __global__ void star_keys(long long num_clusters, const long long* root,
+                                     const int* in_star, long long* key) {
+    GPUCOPS_FOR_EACH(c, num_clusters) { key[c] = in_star[c] ? root[c] : -1; }
+}
+
+// key[e] = the common root of both end-points, or −1 when the edge joins two stars.
+extern "C" __global__ void internal_keys(long long num_edges, const long long* edges,
+                                         const long long* root, long long* key) {
+    GPUCOPS_FOR_EACH(e, num_edges) {
+        const long long r = root[edges[2 * e]];
+        key[e] = r == root[edges[2 * e + 1]] ? r : -1;
+    }
+}
+
+// Merge cost of the star rooted at b: min_k Σ C(k) − Σ min C − Σ internal w, each sum over the
+// bucket's items in order (class_sums [num_buckets, width] is scratch; an empty star costs 0).
+extern "C" __global__ void star_cost(long long num_buckets, long long width, const long long* start,
+                                     const long long* slot, const double* costs,
+                                     const double* minimum, const long long* internal_start,
+                                     const long long* internal_slot, const double* weights,
+                                     double* class_sums, double* merge_cost) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        double* sum = class_sums + b * width;
+        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
+        double minima = 0.0, internal = 0.0;
+        for (long long s = start[b]; s < start[b + 1]; ++s) {
+            const double* row = costs + slot[s] * width;
+            for (long long k = 0; k < width; ++k) sum[k] += row[k];
+            minima += minimum[slot[s]];
+        }
+        for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
+            internal += weights[internal_slot[s]];
+        double best = sum[0];
+        for (long long k = 1; k < width; ++k) best = sum[k] < best ? sum[k] : best;
+        merge_cost[b] = best - minima - internal;
     }
 }

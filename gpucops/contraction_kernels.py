@@ -35,11 +35,15 @@ _SIGNATURES = {
     "star_pair": "ipppp",
     "bucket_count": "ipp",
     "bucket_fill": "ipppp",
-    "bucket_sort": "ippp",
+    "bucket_sort": "ipppp",
     "bucket_sum_rows": "iipppp",
     "edge_remap": "ipppp",
-    "edge_runs": "ippppppp",
-    "edge_gather": "ippppppp",
+    "edge_runs": "ipppp",
+    "edge_write": "ippppppp",
+    "star_mark": "ipp",
+    "star_keys": "ippp",
+    "internal_keys": "ippp",
+    "star_cost": "iippppppppp",
 }
 
 
@@ -84,8 +88,20 @@ class ContractionKernels:
 
     def __init__(self, device: torch.device):
         self.device = device
+        self._scratch: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         if device.type == "cpu":
             self._library = _host_library(_host_flags())
+
+    def _temporary(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """Uninitialised ``[numel]`` storage kept across calls under ``name`` (grown as needed),
+        for a temporary that dies before the next use of its name. The host allocator hands
+        large blocks back to the OS, and faulting fresh pages in every round cost more than some
+        kernels (measured on 1024×2048 grids)."""
+        buffer = self._scratch.get((name, dtype))
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=dtype, device=self.device)
+            self._scratch[(name, dtype)] = buffer
+        return buffer[:numel]
 
     def _launch(self, name: str, count: int, *args: object) -> None:
         if count == 0:
@@ -122,8 +138,9 @@ class ContractionKernels:
         """Scores ``[E]`` float64 and picks ``[C]`` int64 (−1: none), as
         :func:`gpucops.parallel.score_edges` and :func:`gpucops.parallel.pick_edges`."""
         num_edges, (num_clusters, num_classes) = edges.shape[0], costs.shape
-        scores = torch.empty(num_edges, dtype=torch.float64, device=self.device)
-        best = torch.zeros(num_clusters, dtype=torch.int64, device=self.device)
+        # the scores live until the round's stars are checked, before the next score_pick
+        scores = self._temporary("scores", num_edges, torch.float64)
+        best = self._temporary("best", num_clusters).zero_()
         self._launch(
             "score_pick", num_edges, num_edges, num_classes, edges.contiguous(),
             weights.contiguous(), costs.contiguous(), minimum.contiguous(), argmin.contiguous(),
@@ -160,56 +177,99 @@ class ContractionKernels:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
         by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` item ids."""
-        counts = torch.zeros(num_buckets, dtype=torch.int64, device=self.device)
+        counts = self._temporary("counts", num_buckets).zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
-        start = torch.zeros(num_buckets + 1, dtype=torch.int64, device=self.device)
+        start = self._temporary("start", num_buckets + 1)
+        start[0] = 0
         torch.cumsum(counts, 0, out=start[1:])
-        slot = torch.empty(int(start[-1]), dtype=torch.int64, device=self.device)
-        fill = torch.zeros(num_buckets, dtype=torch.int64, device=self.device)
+        slot = self._temporary("slot", int(start[-1]))
+        fill = counts.zero_()
         self._launch("bucket_fill", keys.shape[0], keys.shape[0], keys, start, fill, slot)
-        self._launch("bucket_sort", num_buckets, num_buckets, start, secondary, slot)
+        key_scratch = self._temporary("key scratch", slot.shape[0])
+        self._launch("bucket_sort", num_buckets, num_buckets, start, secondary, slot, key_scratch)
         return start, slot
 
+    def _output(self, name: str | None, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        if name is None:
+            return torch.empty(numel, dtype=dtype, device=self.device)
+        return self._temporary(name, numel, dtype)
+
     def segment_sum(
-        self, rows: torch.Tensor, segment_ids: torch.Tensor, num_segments: int
+        self,
+        rows: torch.Tensor,
+        segment_ids: torch.Tensor,
+        num_segments: int,
+        out: str | None = None,
     ) -> torch.Tensor:
-        """``[num_segments, K]`` float64 sums of ``rows [M, K]`` float64 by ``segment_ids`` (each
-        in [0, num_segments)), added in item order, as :func:`gpucops.segment.segment_sum`."""
+        """``[num_segments, K]`` float64 sums of ``rows [M, K]`` float64 by ``segment_ids`` (< 0:
+        skipped), added in item order, as :func:`gpucops.segment.segment_sum`. ``out`` names a
+        kept buffer to write into (see :meth:`_temporary`); None = a new tensor."""
         rows, segment_ids = rows.contiguous(), segment_ids.contiguous()
         start, slot = self._buckets(segment_ids, num_segments, segment_ids)
-        out = torch.empty((num_segments, rows.shape[1]), dtype=torch.float64, device=self.device)
+        width = rows.shape[1]
+        out = self._output(out, num_segments * width, torch.float64).view(num_segments, width)
         self._launch(
             "bucket_sum_rows", num_segments, num_segments, rows.shape[1], start, slot, rows, out
         )
         return out
 
     def coalesce(
-        self, edges: torch.Tensor, weights: torch.Tensor, mapping: torch.Tensor, num_clusters: int
+        self,
+        edges: torch.Tensor,
+        weights: torch.Tensor,
+        mapping: torch.Tensor,
+        num_clusters: int,
+        out: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Edges ``[E, 2]`` mapped to clusters by ``mapping``, without self-loops, parallel edges
         summed (float64, in edge order), sorted by (low, high) — as
-        ``gpucops.parallel._coalesce(mapping[edges], weights, num_clusters)``."""
+        ``gpucops.parallel._coalesce(mapping[edges], weights, num_clusters)``. ``out`` names kept
+        buffers to write into (see :meth:`_temporary`); None = new tensors."""
         num_edges = edges.shape[0]
-        low = torch.empty(num_edges, dtype=torch.int64, device=self.device)
-        high = torch.empty(num_edges, dtype=torch.int64, device=self.device)
+        low, high = self._temporary("low", num_edges), self._temporary("high", num_edges)
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
         start, slot = self._buckets(low, num_clusters, high)
-        run_high = torch.empty_like(slot)
-        run_weight = torch.empty(slot.shape[0], dtype=torch.float64, device=self.device)
-        unique = torch.empty(num_clusters, dtype=torch.int64, device=self.device)
-        self._launch(
-            "edge_runs", num_clusters, num_clusters, start, slot, high, weights.contiguous(),
-            run_high, run_weight, unique,
-        )  # fmt: skip
+        unique = self._temporary("unique", num_clusters)
+        self._launch("edge_runs", num_clusters, num_clusters, start, slot, high, unique)
         end = torch.cumsum(unique, 0)
         total = int(end[-1]) if num_clusters else 0
-        merged = torch.empty((total, 2), dtype=torch.int64, device=self.device)
-        merged_weights = torch.empty(total, dtype=torch.float64, device=self.device)
+        merged = self._output(out and out + ".edges", 2 * total, torch.int64).view(total, 2)
+        merged_weights = self._output(out and out + ".weights", total, torch.float64)
         self._launch(
-            "edge_gather", num_clusters, num_clusters, start, unique, end - unique, run_high,
-            run_weight, merged, merged_weights,
+            "edge_write", num_clusters, num_clusters, start, slot, high, weights.contiguous(),
+            end - unique, merged, merged_weights,
         )  # fmt: skip
         return merged, merged_weights
+
+    def star_costs(
+        self,
+        root: torch.Tensor,
+        costs: torch.Tensor,
+        minimum: torch.Tensor,
+        edges: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[C]`` float64 merge cost of the star rooted at each cluster (0 where none), each sum
+        in cluster or edge order, as the torch branch of :func:`gpucops.parallel.checked_roots`."""
+        (num_clusters, width), num_edges = costs.shape, edges.shape[0]
+        root, edges = root.contiguous(), edges.contiguous()
+        in_star = torch.zeros(num_clusters, dtype=torch.int32, device=self.device)
+        self._launch("star_mark", num_clusters, num_clusters, root, in_star)
+        key = self._temporary("star key", num_clusters)
+        self._launch("star_keys", num_clusters, num_clusters, root, in_star, key)
+        start, slot = self._buckets(key, num_clusters, key)
+        # the second counting sort reuses the names of the first: keep copies
+        start, slot = start.clone(), slot.clone()
+        internal = self._temporary("low", num_edges)
+        self._launch("internal_keys", num_edges, num_edges, edges, root, internal)
+        internal_start, internal_slot = self._buckets(internal, num_clusters, internal)
+        merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
+        self._launch(
+            "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
+            minimum.contiguous(), internal_start, internal_slot, weights.contiguous(),
+            self._temporary("star sums", num_clusters * width, torch.float64), merge_cost,
+        )  # fmt: skip
+        return merge_cost
 
 
 def kernels_for(device: torch.device) -> ContractionKernels | None:

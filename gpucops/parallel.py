@@ -176,29 +176,34 @@ def checked_roots(
     minimum: torch.Tensor,
     edges: torch.Tensor,
     weights: torch.Tensor,
+    kernels: ContractionKernels | None = None,
 ) -> torch.Tensor:
     """Accept each proposed star whose merge cost is negative; shrink the others to the leaf
-    with the best edge."""
+    with the best edge. ``kernels`` sums on the device's kernels (same result, bit for bit)."""
     num_clusters = root.shape[0]
     ids = torch.arange(num_clusters, device=root.device)
     members = root != ids
     if not bool(members.any()):
         return root
-    # only stars of two or more clusters need checking: sum over their clusters alone
-    in_star = members.clone()
-    in_star[root[members]] = True
-    star = in_star.nonzero().flatten()
-    roots, group = torch.unique(root[star], return_inverse=True)
-    group_of_root = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
-    group_of_root[roots] = torch.arange(roots.numel(), device=root.device)
-    internal = (root[edges[:, 0]] == root[edges[:, 1]]).nonzero().flatten()
-    merge_cost = (
-        segment_sum(costs[star], group, roots.numel()).min(dim=1).values
-        - segment_sum(minimum[star], group, roots.numel())
-        - segment_sum(weights[internal], group_of_root[root[edges[internal, 0]]], roots.numel())
-    )
+    if kernels is not None:
+        member_cost = kernels.star_costs(root, costs, minimum, edges, weights)[root[members]]
+    else:
+        # only stars of two or more clusters need checking: sum over their clusters alone
+        in_star = members.clone()
+        in_star[root[members]] = True
+        star = in_star.nonzero().flatten()
+        roots, group = torch.unique(root[star], return_inverse=True)
+        group_of_root = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
+        group_of_root[roots] = torch.arange(roots.numel(), device=root.device)
+        internal = (root[edges[:, 0]] == root[edges[:, 1]]).nonzero().flatten()
+        merge_cost = (
+            segment_sum(costs[star], group, roots.numel()).min(dim=1).values
+            - segment_sum(minimum[star], group, roots.numel())
+            - segment_sum(weights[internal], group_of_root[root[edges[internal, 0]]], roots.numel())
+        )
+        member_cost = merge_cost[group_of_root[root[members]]]
     rejected = members.clone()
-    rejected[members] = ~(merge_cost[group_of_root[root[members]]] < 0)
+    rejected[members] = ~(member_cost < 0)
     if not bool(rejected.any()):
         return root
     # best leaf of each rejected star: its pick (the edge to the root) has the largest key
@@ -338,14 +343,17 @@ def _contract_rounds(
             root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
         else:
             root = star_roots(picks, edges, scores, coin_is_centre(local, round_index), epsilon)
-        root = checked_roots(root, picks, scores, costs, minimum, edges, weights)
+        root = checked_roots(root, picks, scores, costs, minimum, edges, weights, kernels)
 
         is_root = root == torch.arange(num_clusters, device=device)
         new_index = torch.cumsum(is_root, 0) - 1
         mapping = new_index[root]
         num_new = int(is_root.sum())
         merges_per_round.append(num_clusters - num_new)
-        costs, edges, weights = _contract(kernels, costs, edges, weights, mapping, num_new)
+        # the kernels write each round's result into one of two kept buffers, in turn
+        costs, edges, weights = _contract(
+            kernels, costs, edges, weights, mapping, num_new, f"round {round_index % 2}"
+        )
         cluster_image = cluster_image[is_root]
         node_cluster = mapping[node_cluster]
         round_index += 1
@@ -360,13 +368,15 @@ def _contract(
     weights: torch.Tensor,
     mapping: torch.Tensor,
     num_clusters: int,
+    out: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cluster class costs ``[num_clusters, K]`` and coalesced edges after mapping every
-    cluster to ``mapping``'s new index (sums in item order, deterministic)."""
+    cluster to ``mapping``'s new index (sums in item order, deterministic). ``out`` names the
+    kernels' kept output buffers (None: new tensors)."""
     if kernels is not None:
         return (
-            kernels.segment_sum(costs, mapping, num_clusters),
-            *kernels.coalesce(edges, weights, mapping, num_clusters),
+            kernels.segment_sum(costs, mapping, num_clusters, out and out + ".costs"),
+            *kernels.coalesce(edges, weights, mapping, num_clusters, out),
         )
     return segment_sum(costs, mapping, num_clusters), *_coalesce(
         mapping[edges], weights, num_clusters

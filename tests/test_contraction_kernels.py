@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from gpucops.contraction_kernels import ContractionKernels, cuda_sources
 from gpucops.parallel import (
     _coalesce,
+    checked_roots,
     cluster_classes,
     coin_is_centre,
     contract_parallel,
@@ -51,6 +52,8 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
     centre = coin_is_centre(local, round_index)
     assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon))
+    check = (root, picks, scores, costs, minimum, edges, weights)
+    assert torch.equal(checked_roots(*check, kernels), checked_roots(*check))
 
 
 def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
