@@ -8,6 +8,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+if not torch.cuda.is_available():
+    # Without a GPU the Triton kernels run in the interpreter, on CPU tensors. Both variables are
+    # read when triton is imported or a kernel is defined, so set them before any of that; debug
+    # makes tl.device_assert check.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("TRITON_DEBUG", "1")
+
 # CI keeps hypothesis small (2 cores, a 15-minute budget for the whole suite); run with
 # HYPOTHESIS_PROFILE=thorough for a deeper search.
 settings.register_profile(
