@@ -7,7 +7,7 @@ The asymmetric multiway cut (AMWC) on pixel grids and general graphs::
     lab.classes, lab.segments, lab.objective
 """
 
-from .grid import edge_values_to_maps, grid_edges, grid_to_graph
+from .grid import cut_maps, edge_values_to_maps, grid_edges, grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling
 from .objective import objective, objective_graph
 from .solve import solve, solve_graph
@@ -18,6 +18,7 @@ __all__ = [
     "GraphLabeling",
     "PanopticLabeling",
     "__version__",
+    "cut_maps",
     "edge_values_to_maps",
     "grid_edges",
     "grid_to_graph",

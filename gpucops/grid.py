@@ -22,7 +22,14 @@ import torch
 
 from ._validate import check_distances
 
-__all__ = ["edge_offsets", "edge_values_to_maps", "grid_edges", "grid_to_graph"]
+__all__ = [
+    "both_ends_maps",
+    "cut_maps",
+    "edge_offsets",
+    "edge_values_to_maps",
+    "grid_edges",
+    "grid_to_graph",
+]
 
 
 def edge_offsets(distance: int) -> tuple[int, int]:
@@ -105,3 +112,25 @@ def edge_values_to_maps(
     maps = values.new_full((values.shape[0], 2 * len(distances) * height * width), fill)
     maps[:, map_index] = values
     return maps.view(values.shape[0], 2 * len(distances), height, width)
+
+
+def _end_values(pixels: torch.Tensor, distances: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """Values ``[B, E]`` of ``pixels [B, H, W]`` at the first and second end of every edge."""
+    edges, _ = grid_edges(pixels.shape[1], pixels.shape[2], distances, pixels.device)
+    flat = pixels.flatten(1)
+    return flat[:, edges[:, 0]], flat[:, edges[:, 1]]
+
+
+def cut_maps(labels: torch.Tensor, distances: tuple[int, ...]) -> torch.Tensor:
+    """Cut indicators ``[B, 2·|D|, H, W]`` float: 1 where the edge stored there joins pixels of
+    different ``labels [B, H, W]`` (segment ids, or the labels of a multiway cut), else 0."""
+    first, second = _end_values(labels, distances)
+    values = (first != second).float()
+    return edge_values_to_maps(values, labels.shape[1], labels.shape[2], distances)
+
+
+def both_ends_maps(keep: torch.Tensor, distances: tuple[int, ...]) -> torch.Tensor:
+    """``[B, 2·|D|, H, W]`` bool: True where the edge stored there has both ends in ``keep
+    [B, H, W]`` (e.g. not void)."""
+    first, second = _end_values(keep, distances)
+    return edge_values_to_maps(first & second, keep.shape[1], keep.shape[2], distances, False)

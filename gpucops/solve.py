@@ -155,6 +155,7 @@ def solve(
     backend: str = "auto",
     epsilon: float | None = None,
     threshold: float | None = None,
+    label_mask: torch.Tensor | None = None,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -166,6 +167,8 @@ def solve(
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
         method, backend, epsilon, threshold: as in :func:`solve_graph`.
+        label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
+            labels of a batch of multiway cuts with different label counts).
     Returns:
         :class:`PanopticLabeling`: ``classes [B, H, W]``, ``segments [B, H, W]`` (compact per
         image), ``objective [B]`` float64, on the inputs' device.
@@ -177,9 +180,10 @@ def solve(
     compute = _compute_device(method, backend, node_costs.device)
     nodes, edges, weights, image_index = grid_to_graph(node_costs, edge_costs, distances)
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
+    label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
     result = _solve_validated(
         graph,
-        None,
+        label_mask,
         method,
         compute,
         _check_fraction(epsilon, "epsilon"),

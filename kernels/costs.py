@@ -35,25 +35,31 @@ __all__ = [
 
 BLOCK = 4096 if INTERPRETING else 1024
 _MASK32 = 0xFFFFFFFF
+_CHUNK = 1 << 16
 
 
 def _mul_parts(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """High and low 32 bits of ``a · b`` for a 32-bit constant and uint32 values held in int64
-    (split in 16-bit halves so no product leaves int64)."""
-    upper = a * (b >> 16)
-    lower = a * (b & 0xFFFF)
-    high = (upper + (lower >> 16)) >> 16
-    low = (((upper & 0xFFFF) << 16) + lower) & _MASK32
-    return high, low
+    """High and low 32 bits of ``a · b`` for a 32-bit constant and uint32 values held in int64:
+    the product fits 64 bits, and int64 multiplication wraps, so its bit pattern is exact."""
+    product = a * b
+    return (product >> 32) & _MASK32, product & _MASK32
 
 
 def philox_uniform(seed: int, offsets: torch.Tensor) -> torch.Tensor:
     """``tl.rand(seed, offsets)`` in torch: float32 uniforms in [0, 1), bit for bit.
 
     Philox-4x32 with 10 rounds on the counter (offset low, offset high, 0, 0) and the key
-    (seed low, seed high); the first output word becomes a float as in Triton.
+    (seed low, seed high); the first output word becomes a float as in Triton. Computed in
+    chunks that stay in cache (the rounds are many small integer operations).
     """
-    offsets = offsets.to(torch.int64)
+    flat = offsets.to(torch.int64).flatten()
+    out = torch.empty(flat.shape, dtype=torch.float32, device=flat.device)
+    for start in range(0, flat.numel(), _CHUNK):
+        out[start : start + _CHUNK] = _philox_chunk(seed, flat[start : start + _CHUNK])
+    return out.view(offsets.shape)
+
+
+def _philox_chunk(seed: int, offsets: torch.Tensor) -> torch.Tensor:
     c0, c1 = offsets & _MASK32, (offsets >> 32) & _MASK32
     c2, c3 = torch.zeros_like(c0), torch.zeros_like(c0)
     k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
@@ -158,11 +164,11 @@ def _affine_dropout_reference(x, scale, bias, group: int, per_pixel: bool, p: fl
         compute
     ).repeat_interleave(group).view(1, -1, 1, 1)
     if p > 0:
-        index = torch.arange(height * width, device=x.device)
-        plane = torch.arange(batch * channels, device=x.device).view(batch, channels, 1)
-        first = (plane // channels if per_pixel else plane) * height * width
-        keep = philox_uniform(seed, first + index) >= torch.tensor(p, dtype=torch.float32)
-        out = torch.where(keep.view(x.shape), out, 0.0)
+        # one draw per pixel (broadcast over the channels) or per element
+        planes = batch if per_pixel else batch * channels
+        offsets = torch.arange(planes * height * width, device=x.device)
+        keep = philox_uniform(seed, offsets) >= torch.tensor(p, dtype=torch.float32)
+        out = torch.where(keep.view(batch, 1 if per_pixel else channels, height, width), out, 0.0)
     return out.to(x.dtype)
 
 

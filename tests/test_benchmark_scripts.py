@@ -23,3 +23,11 @@ def test_kernel_benchmark_smoke(tmp_path):
     assert [r["kernel"] for r in records][:2] == ["shift forward", "shift forward+backward"]
     assert all(r["triton ms"] > 0 and r["torch ms"] > 0 for r in records)
     assert (tmp_path / "k.json").exists()
+
+
+def test_layer_benchmark_smoke():
+    record = _load("layer").main(
+        ["--batch", "2", "--size", "16", "24", "--classes", "5", "--distances", "1", "4",
+         "--samples", "2", "--repeats", "1"]
+    )  # fmt: skip
+    assert record["forward s"] > 0 and record["backward s"] > 0
