@@ -239,25 +239,22 @@ extern "C" __global__ void internal_keys(long long num_edges, const long long* e
 }
 
 // Merge cost of the star rooted at b: min_k Σ C(k) − Σ min C − Σ internal w, each sum over the
-// bucket's items in order (class_sums [num_buckets, width] is scratch; an empty star costs 0).
+// bucket's items in order (an empty star costs 0). Class by class, so no [clusters, K] scratch.
 extern "C" __global__ void star_cost(long long num_buckets, long long width, const long long* start,
                                      const long long* slot, const double* costs,
                                      const double* minimum, const long long* internal_start,
                                      const long long* internal_slot, const double* weights,
-                                     double* class_sums, double* merge_cost) {
+                                     double* merge_cost) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        double* sum = class_sums + b * width;
-        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
-        double minima = 0.0, internal = 0.0;
-        for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const double* row = costs + slot[s] * width;
-            for (long long k = 0; k < width; ++k) sum[k] += row[k];
-            minima += minimum[slot[s]];
+        double best = 0.0, minima = 0.0, internal = 0.0;
+        for (long long k = 0; k < width; ++k) {
+            double sum = 0.0;
+            for (long long s = start[b]; s < start[b + 1]; ++s) sum += costs[slot[s] * width + k];
+            best = k == 0 || sum < best ? sum : best;
         }
+        for (long long s = start[b]; s < start[b + 1]; ++s) minima += minimum[slot[s]];
         for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
             internal += weights[internal_slot[s]];
-        double best = sum[0];
-        for (long long k = 1; k < width; ++k) best = sum[k] < best ? sum[k] : best;
         merge_cost[b] = best - minima - internal;
     }
 }

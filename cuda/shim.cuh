@@ -37,8 +37,12 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #define __forceinline__ inline
 
 #ifdef _OPENMP
-#define GPUCOPS_FOR_EACH(i, n) \
-    _Pragma("omp parallel for schedule(static)") for (long long i = 0; i < (n); ++i)
+// Small launches (late rounds, small graphs) run on one thread: a parallel region costs more
+// than their work, and spinning threads hurt a busy machine.
+#define GPUCOPS_PRAGMA(x) _Pragma(#x)
+#define GPUCOPS_FOR_EACH(i, n)                                           \
+    GPUCOPS_PRAGMA(omp parallel for schedule(static) if ((n) > 16384)) \
+    for (long long i = 0; i < (n); ++i)
 #else
 #define GPUCOPS_FOR_EACH(i, n) for (long long i = 0; i < (n); ++i)
 #endif

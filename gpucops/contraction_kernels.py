@@ -43,7 +43,7 @@ _SIGNATURES = {
     "star_mark": "ipp",
     "star_keys": "ippp",
     "internal_keys": "ippp",
-    "star_cost": "iippppppppp",
+    "star_cost": "iipppppppp",
 }
 
 
@@ -266,8 +266,7 @@ class ContractionKernels:
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
             "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
-            minimum.contiguous(), internal_start, internal_slot, weights.contiguous(),
-            self._temporary("star sums", num_clusters * width, torch.float64), merge_cost,
+            minimum.contiguous(), internal_start, internal_slot, weights.contiguous(), merge_cost,
         )  # fmt: skip
         return merge_cost
 
