@@ -1,0 +1,173 @@
+"""Panoptic quality (PQ, SQ, RQ) exactly as the official evaluators compute it.
+
+The algorithm of COCO's ``panopticapi`` and cityscapesscripts' ``evaluatePanoptic``: per image, a
+ground-truth and a predicted segment of one category match when their IoU exceeds 0.5, where
+the union leaves out the prediction's pixels on void; unmatched ground truth counts as a false
+negative unless it is a crowd region; an unmatched prediction counts as a false positive unless
+more than half of it lies on void or on a crowd region of its category. Per category
+``PQ = Σ IoU / (TP + ½ FP + ½ FN)``, ``SQ = Σ IoU / TP``, ``RQ = TP / (TP + ½ FP + ½ FN)``;
+All/Things/Stuff average over the categories with any TP, FP or FN.
+
+:class:`PanopticQuality` accumulates in process (validation during training);
+:func:`panoptic_quality` evaluates COCO-panoptic files and returns the same dict as
+cityscapesscripts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.panoptic_files import read_panoptic_json, read_panoptic_png
+
+__all__ = ["PanopticQuality", "panoptic_quality"]
+
+VOID = 0
+OFFSET = 256 * 256 * 256
+
+
+def _numpy(ids: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(ids, torch.Tensor):
+        ids = ids.cpu().numpy()
+    return np.asarray(ids).astype(np.uint64)
+
+
+class PanopticQuality:
+    """PQ statistics accumulated over images.
+
+    Args:
+        categories: category id → True for a thing category (what the ground truth JSON's
+            ``categories`` say with ``isthing``).
+    """
+
+    def __init__(self, categories: dict[int, bool]):
+        self.categories = dict(categories)
+        self.stats: dict[int, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # iou tp fp fn
+
+    def update(
+        self,
+        gt_ids: np.ndarray | torch.Tensor,
+        gt_segments: list[dict],
+        pred_ids: np.ndarray | torch.Tensor,
+        pred_segments: list[dict],
+    ) -> None:
+        """Add one image: segment id maps ``[H, W]`` (0 = void) and their ``segments_info``
+        (``id``, ``category_id``; ground truth also ``area`` and ``iscrowd``)."""
+        gt_ids, pred_ids = _numpy(gt_ids), _numpy(pred_ids)
+        if gt_ids.shape != pred_ids.shape:
+            raise ValueError(f"gt_ids {gt_ids.shape} and pred_ids {pred_ids.shape} differ")
+        gt = {s["id"]: s for s in gt_segments}
+        pred = {s["id"]: dict(s) for s in pred_segments}
+        labels, counts = np.unique(pred_ids, return_counts=True)
+        missing = set(pred)
+        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            if label == VOID:
+                continue
+            if label not in pred:
+                raise ValueError(f"segment {label} is in the prediction PNG but not its JSON")
+            if pred[label]["category_id"] not in self.categories:
+                raise ValueError(
+                    f"segment {label} has unknown category_id {pred[label]['category_id']}"
+                )
+            pred[label]["area"] = count
+            missing.discard(label)
+        if missing:
+            raise ValueError(
+                f"segments {sorted(missing)} are in the prediction JSON but not its PNG"
+            )
+
+        pairs, counts = np.unique(gt_ids * OFFSET + pred_ids, return_counts=True)
+        overlap = {
+            (int(p // OFFSET), int(p % OFFSET)): int(c)
+            for p, c in zip(pairs.tolist(), counts.tolist(), strict=True)
+        }
+        gt_matched, pred_matched = set(), set()
+        for (gt_label, pred_label), intersection in overlap.items():
+            if gt_label not in gt or pred_label not in pred or gt[gt_label]["iscrowd"] == 1:
+                continue
+            category = gt[gt_label]["category_id"]
+            if category != pred[pred_label]["category_id"]:
+                continue
+            union = (
+                pred[pred_label]["area"] + gt[gt_label]["area"] - intersection
+                - overlap.get((VOID, pred_label), 0)
+            )  # fmt: skip
+            iou = intersection / union
+            if iou > 0.5:
+                self.stats[category][0] += iou
+                self.stats[category][1] += 1
+                gt_matched.add(gt_label)
+                pred_matched.add(pred_label)
+        crowd = {}
+        for gt_label, info in gt.items():
+            if gt_label in gt_matched:
+                continue
+            if info["iscrowd"] == 1:
+                crowd[info["category_id"]] = gt_label
+                continue
+            self.stats[info["category_id"]][3] += 1
+        for pred_label, info in pred.items():
+            if pred_label in pred_matched:
+                continue
+            ignored = overlap.get((VOID, pred_label), 0)
+            if info["category_id"] in crowd:
+                ignored += overlap.get((crowd[info["category_id"]], pred_label), 0)
+            if ignored / info["area"] > 0.5:
+                continue
+            self.stats[info["category_id"]][2] += 1
+
+    def compute(self) -> dict:
+        """``{"All" | "Things" | "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {...}}}``."""
+        results = {}
+        for name, kind in (("All", None), ("Things", True), ("Stuff", False)):
+            total, per_class = {"pq": 0.0, "sq": 0.0, "rq": 0.0}, {}
+            n = 0
+            for category, isthing in self.categories.items():
+                if kind is not None and isthing != kind:
+                    continue
+                iou, tp, fp, fn = self.stats[category]
+                if tp + fp + fn == 0:
+                    per_class[category] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                    continue
+                n += 1
+                scores = {
+                    "pq": iou / (tp + 0.5 * fp + 0.5 * fn),
+                    "sq": iou / tp if tp else 0,
+                    "rq": tp / (tp + 0.5 * fp + 0.5 * fn),
+                }
+                per_class[category] = scores
+                for key, value in scores.items():
+                    total[key] += value
+            results[name] = {key: value / n if n else 0.0 for key, value in total.items()}
+            results[name]["n"] = n
+            if name == "All":
+                results["per_class"] = per_class
+        return results
+
+
+def panoptic_quality(
+    gt_json: str | Path, gt_dir: str | Path, pred_json: str | Path, pred_dir: str | Path
+) -> dict:
+    """PQ/SQ/RQ of COCO-panoptic prediction files against ground-truth files.
+
+    Returns the dict of :meth:`PanopticQuality.compute` — the shape of cityscapesscripts'
+    ``evaluatePanoptic`` result. Every ground-truth image needs a prediction.
+    """
+    gt_document, pred_document = read_panoptic_json(gt_json), read_panoptic_json(pred_json)
+    metric = PanopticQuality({c["id"]: bool(c["isthing"]) for c in gt_document["categories"]})
+    predictions = {a["image_id"]: a for a in pred_document["annotations"]}
+    for gt_annotation in gt_document["annotations"]:
+        image_id = gt_annotation["image_id"]
+        if image_id not in predictions:
+            raise ValueError(f"no prediction for the image with id {image_id!r}")
+        pred_annotation = predictions[image_id]
+        metric.update(
+            read_panoptic_png(Path(gt_dir) / gt_annotation["file_name"]),
+            gt_annotation["segments_info"],
+            read_panoptic_png(Path(pred_dir) / pred_annotation["file_name"]),
+            pred_annotation["segments_info"],
+        )
+    return metric.compute()

@@ -1,0 +1,42 @@
+"""Mean IoU of class maps, accumulated on the labels' device (a confusion matrix by bincount)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["SemanticIoU"]
+
+
+class SemanticIoU:
+    """Confusion matrix of predicted vs ground-truth classes over images; ``ignore_index``
+    ground-truth pixels (void) are skipped."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Add class maps of any shape (int, equal shapes)."""
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)} and target differ in shape")
+        keep = target != self.ignore_index
+        gt, pred = target[keep].long(), prediction[keep].long()
+        if gt.numel() and (gt.min() < 0 or gt.max() >= self.num_classes):
+            raise ValueError(f"target classes must lie in [0, {self.num_classes}) or be ignored")
+        if pred.numel() and (pred.min() < 0 or pred.max() >= self.num_classes):
+            raise ValueError(f"prediction classes must lie in [0, {self.num_classes})")
+        counts = torch.bincount(gt * self.num_classes + pred, minlength=self.num_classes**2)
+        self.confusion += counts.view(self.num_classes, self.num_classes).cpu()
+
+    def compute(self) -> dict:
+        """``{"miou", "per_class": [IoU or nan for classes absent from both], "accuracy"}``."""
+        confusion = self.confusion.double()
+        intersection = confusion.diagonal()
+        union = confusion.sum(0) + confusion.sum(1) - intersection
+        iou = torch.where(union > 0, intersection / union.clamp(min=1), float("nan"))
+        present = union > 0
+        return {
+            "miou": float(iou[present].mean()) if present.any() else 0.0,
+            "per_class": iou.tolist(),
+            "accuracy": float(intersection.sum() / confusion.sum().clamp(min=1)),
+        }
