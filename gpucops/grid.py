@@ -27,6 +27,7 @@ __all__ = [
     "cut_maps",
     "edge_offsets",
     "edge_values_to_maps",
+    "edge_weight_maps",
     "grid_edges",
     "grid_to_graph",
 ]
@@ -134,3 +135,12 @@ def both_ends_maps(keep: torch.Tensor, distances: tuple[int, ...]) -> torch.Tens
     [B, H, W]`` (e.g. not void)."""
     first, second = _end_values(keep, distances)
     return edge_values_to_maps(first & second, keep.shape[1], keep.shape[2], distances, False)
+
+
+def edge_weight_maps(pixel_weights: torch.Tensor, distances: tuple[int, ...]) -> torch.Tensor:
+    """``[B, 2·|D|, H, W]`` weight of the edge stored at each position: the larger of its two
+    ends' ``pixel_weights [B, H, W]`` where both are positive, else 0 (the official affinity
+    loss weights: an edge touching void or crowd does not count)."""
+    first, second = _end_values(pixel_weights, distances)
+    values = torch.where((first > 0) & (second > 0), torch.maximum(first, second), 0)
+    return edge_values_to_maps(values, pixel_weights.shape[1], pixel_weights.shape[2], distances)

@@ -1,5 +1,6 @@
 """Data: COCO-panoptic files, datasets in their official layouts, synthetic street scenes."""
 
+from .cityscapes import CityscapesPanoptic
 from .panoptic_files import (
     id2rgb,
     labeling_to_panoptic,
@@ -10,8 +11,10 @@ from .panoptic_files import (
     write_panoptic_json,
     write_panoptic_png,
 )
+from .synthetic_cityscapes import write_synthetic_cityscapes
 
 __all__ = [
+    "CityscapesPanoptic",
     "id2rgb",
     "labeling_to_panoptic",
     "read_panoptic_json",
@@ -20,4 +23,5 @@ __all__ = [
     "segments_info",
     "write_panoptic_json",
     "write_panoptic_png",
+    "write_synthetic_cityscapes",
 ]

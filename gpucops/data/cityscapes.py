@@ -1,0 +1,175 @@
+"""Cityscapes panoptic in its official layout, with the training targets of COPS.
+
+Reads ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and the panoptic ground truth that
+cityscapesscripts' ``createPanopticImgs --use-train-id`` writes
+(``gtFine/cityscapes_panoptic_{split}_trainId.json`` and its PNG folder) — for the real dataset
+and for :func:`gpucops.data.synthetic_cityscapes.write_synthetic_cityscapes` alike. Local paths
+only.
+
+Each item holds the normalised image, the full-resolution semantic target, and at the solver's
+stride (``array[s//2::s, s//2::s]``, as the official target generator subsamples) the class and
+segment maps the AMWC layer and the PQ surrogate take, the void mask, and the affinity targets
+and weights of the official code (``reference/cops-official-code.md`` §4.4). Training
+augmentation (supplementary Table 2): random scale, random crop, horizontal flip, drawn from a
+generator seeded by (seed, epoch, index), so a resumed run sees the same crops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..grid import cut_maps, edge_weight_maps
+from .panoptic_files import read_panoptic_json, rgb2id
+
+__all__ = ["PIXEL_MEAN", "PIXEL_STD", "CityscapesPanoptic"]
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+IGNORE = 255
+
+
+class CityscapesPanoptic(Dataset):
+    """Cityscapes panoptic (train ids, 19 classes, 8 thing classes).
+
+    Args:
+        root: the dataset folder (holding ``leftImg8bit/`` and ``gtFine/``).
+        split: ``train``, ``val``, …
+        distances: D of the affinity targets, relative to the stride-``stride`` grid.
+        stride: the solver's grid stride (COPS: 4).
+        crop_size: (H, W) of random crops in full-resolution pixels, or None (whole images).
+        scale_range: (min, max) random rescale factor before cropping, or None.
+        flip: random horizontal flips.
+        seed: seed of the augmentation; set ``epoch`` for a new draw per epoch.
+        thing_weight: affinity weight of thing pixels (official pre-training 4, fine-tuning 1).
+        small_instance_weight, small_instance_area: extra weight of thing instances smaller than
+            the area (full-resolution pixels) in the semantic and affinity weights.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        distances: tuple[int, ...] = (1, 4, 16, 32, 64),
+        stride: int = 4,
+        crop_size: tuple[int, int] | None = None,
+        scale_range: tuple[float, float] | None = None,
+        flip: bool = False,
+        seed: int = 0,
+        thing_weight: float = 1.0,
+        small_instance_weight: float = 1.0,
+        small_instance_area: int = 4096,
+    ):
+        self.root, self.split = Path(root), split
+        json_path = self.root / "gtFine" / f"cityscapes_panoptic_{split}_trainId.json"
+        if not (self.root / "leftImg8bit" / split).is_dir():
+            raise FileNotFoundError(
+                f"{self.root} is not a Cityscapes folder: {self.root / 'leftImg8bit' / split} "
+                "is missing"
+            )
+        if not json_path.is_file():
+            raise FileNotFoundError(
+                f"{json_path} is missing: run cityscapesscripts' createPanopticImgs "
+                "--use-train-id on the dataset first"
+            )
+        document = read_panoptic_json(json_path)
+        self.panoptic_folder = json_path.with_suffix("")
+        self.annotations = sorted(document["annotations"], key=lambda a: a["image_id"])
+        self.thing_ids = {c["id"] for c in document["categories"] if c["isthing"]}
+        self.num_classes = 19
+        self.distances, self.stride = tuple(distances), stride
+        self.crop_size, self.scale_range, self.flip = crop_size, scale_range, flip
+        self.seed, self.epoch = seed, 0
+        self.thing_weight = thing_weight
+        self.small_instance_weight, self.small_instance_area = (
+            small_instance_weight,
+            small_instance_area,
+        )
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def _image_path(self, image_id: str) -> Path:
+        city = image_id.split("_")[0]
+        return self.root / "leftImg8bit" / self.split / city / f"{image_id}_leftImg8bit.png"
+
+    def _load(self, annotation: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        image_path = self._image_path(annotation["image_id"])
+        panoptic_path = self.panoptic_folder / annotation["file_name"]
+        for path in (image_path, panoptic_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing")
+        image = torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)
+        ids = torch.from_numpy(
+            rgb2id(np.array(Image.open(panoptic_path).convert("RGB"))).astype(np.int64)
+        )
+        return image, ids, {s["id"]: s for s in annotation["segments_info"]}
+
+    def _augment(
+        self, image: torch.Tensor, ids: torch.Tensor, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch) * 1_000_003 + index
+        )
+        if self.scale_range is not None:
+            low, high = self.scale_range
+            scale = low + (high - low) * float(torch.rand((), generator=generator))
+            size = [max(1, round(s * scale)) for s in image.shape[1:]]
+            image = F.interpolate(image[None].float(), size, mode="bilinear", align_corners=False)[
+                0
+            ]
+            ids = F.interpolate(ids[None, None].double(), size, mode="nearest")[0, 0].long()
+        if self.crop_size is not None:
+            crop_h, crop_w = self.crop_size
+            pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
+            image = F.pad(image.float(), (0, pad_w, 0, pad_h))
+            ids = F.pad(ids, (0, pad_w, 0, pad_h))  # padding is void (id 0)
+            top = int(torch.randint(0, image.shape[1] - crop_h + 1, (), generator=generator))
+            left = int(torch.randint(0, image.shape[2] - crop_w + 1, (), generator=generator))
+            image = image[:, top : top + crop_h, left : left + crop_w]
+            ids = ids[top : top + crop_h, left : left + crop_w]
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            image, ids = image.flip(-1), ids.flip(-1)
+        return image.float(), ids
+
+    def __getitem__(self, index: int) -> dict:
+        annotation = self.annotations[index]
+        image, ids, segments = self._load(annotation)
+        image, ids = self._augment(image, ids, index)
+        # per pixel: class (255 void), segment (−1 void or crowd), weight
+        unique = ids.unique().tolist()
+        category = torch.full((max(unique) + 1,), IGNORE, dtype=torch.int64)
+        segment = torch.full((max(unique) + 1,), -1, dtype=torch.int64)
+        weight = torch.zeros(max(unique) + 1)
+        for rank, segment_id in enumerate(s for s in unique if s in segments):
+            info = segments[segment_id]
+            category[segment_id] = info["category_id"]
+            if info["iscrowd"]:
+                continue
+            segment[segment_id] = rank
+            thing = info["category_id"] in self.thing_ids
+            weight[segment_id] = self.thing_weight if thing else 1.0
+            if thing and info["area"] < self.small_instance_area:
+                weight[segment_id] *= self.small_instance_weight
+        semantic = category[ids]
+        offset = self.stride // 2
+        small = ids[offset :: self.stride, offset :: self.stride]
+        classes, segments_small = category[small], segment[small]
+        void = classes == IGNORE
+        mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+        std = torch.tensor(PIXEL_STD).view(3, 1, 1)
+        return {
+            "image": (image - mean) / std,
+            "semantic": semantic,
+            "classes": torch.where(void, -1, classes),
+            "segments": segments_small,
+            "void": void,
+            "affinity_target": cut_maps(segments_small[None], self.distances)[0],
+            "affinity_weight": edge_weight_maps(weight[small][None], self.distances)[0],
+            "image_id": annotation["image_id"],
+        }

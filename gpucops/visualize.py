@@ -1,0 +1,83 @@
+"""Pictures of panoptic labelings: stuff in its class colour, each thing instance in its own
+shade of its class colour, segment boundaries in black, over the image; side by side with the
+ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["CITYSCAPES_PALETTE", "panoptic_colors", "save_comparison"]
+
+# Cityscapes colours of the 19 train ids
+CITYSCAPES_PALETTE = np.array(
+    [
+        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+        (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+        (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+        (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def _palette(num_classes: int) -> np.ndarray:
+    if num_classes <= len(CITYSCAPES_PALETTE):
+        return CITYSCAPES_PALETTE[:num_classes].astype(np.float32)
+    rng = np.random.default_rng(0)  # any K: fixed distinct-ish colours
+    return rng.integers(40, 256, (num_classes, 3)).astype(np.float32)
+
+
+def panoptic_colors(
+    classes: torch.Tensor | np.ndarray,
+    segments: torch.Tensor | np.ndarray,
+    partitionable: torch.Tensor | np.ndarray,
+    image: np.ndarray | None = None,
+    alpha: float = 0.6,
+) -> np.ndarray:
+    """``[H, W, 3]`` uint8 picture of one labeling (``classes``, ``segments`` ``[H, W]``, class
+    −1 or 255 = void, drawn black), blended over ``image [H, W, 3]`` uint8 with ``alpha``."""
+    classes, segments = np.asarray(classes), np.asarray(segments)
+    partitionable = np.asarray(partitionable, dtype=bool)
+    num_classes = len(partitionable)
+    valid = (classes >= 0) & (classes < num_classes)
+    safe = np.where(valid, classes, 0)
+    colors = _palette(num_classes)[safe]
+    # things: a shade per instance, from a hash of the segment id
+    shade = 0.55 + 0.45 * ((segments * 2654435761) % 97 / 96.0)
+    colors = np.where((valid & partitionable[safe])[..., None], colors * shade[..., None], colors)
+    colors[~valid] = 0
+    if image is not None:
+        colors = alpha * colors + (1 - alpha) * image.astype(np.float32)
+    boundary = np.zeros(segments.shape, dtype=bool)
+    boundary[:-1] |= segments[:-1] != segments[1:]
+    boundary[:, :-1] |= segments[:, :-1] != segments[:, 1:]
+    colors[boundary] = 0
+    return np.clip(colors, 0, 255).astype(np.uint8)
+
+
+def save_comparison(
+    path: str | Path,
+    image: np.ndarray | None,
+    prediction: tuple[torch.Tensor, torch.Tensor],
+    ground_truth: tuple[torch.Tensor, torch.Tensor] | None,
+    partitionable: torch.Tensor,
+) -> None:
+    """Save [image | prediction | ground truth] side by side as a PNG (labelings ``(classes,
+    segments)``; smaller labelings, e.g. at stride 4, are scaled up to the image by repetition)."""
+    panels = [] if image is None else [image]
+    height, width = (image.shape[:2]) if image is not None else prediction[0].shape
+    for labeling in (prediction, ground_truth):
+        if labeling is None:
+            continue
+        classes, segments = (np.asarray(torch.as_tensor(x).cpu()) for x in labeling)
+        factor_h, factor_w = height // classes.shape[0], width // classes.shape[1]
+        classes = classes.repeat(factor_h, 0).repeat(factor_w, 1)
+        segments = segments.repeat(factor_h, 0).repeat(factor_w, 1)
+        pad = ((0, height - classes.shape[0]), (0, width - classes.shape[1]))
+        classes, segments = np.pad(classes, pad, constant_values=-1), np.pad(segments, pad)
+        panels.append(panoptic_colors(classes, segments, partitionable, image))
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
