@@ -152,3 +152,50 @@ def test_semantic_iou():
     assert result["miou"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
     with pytest.raises(ValueError, match="target classes"):
         metric.update(torch.tensor([0]), torch.tensor([5]))
+
+
+def _band_by_definition(mask: np.ndarray, width: int) -> np.ndarray:
+    """Mask pixels within chessboard distance ``width`` of a non-mask pixel or of the outside."""
+    height, wide = mask.shape
+    band = np.zeros_like(mask, dtype=bool)
+    for r, c in zip(*np.nonzero(mask), strict=True):
+        r0, r1, c0, c1 = r - width, r + width + 1, c - width, c + width + 1
+        outside = r0 < 0 or c0 < 0 or r1 > height or c1 > wide
+        band[r, c] = outside or not mask[max(r0, 0) : r1, max(c0, 0) : c1].all()
+    return band
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_boundary_band_matches_its_definition(width):
+    from gpucops.metrics import boundary_band
+
+    rng = np.random.default_rng(width)
+    mask = np.zeros((20, 24), dtype=bool)
+    mask[3:15, 2:20] = True
+    mask[rng.random(mask.shape) < 0.05] = False
+    mask[0:4, 18:24] = True  # touches the image border
+    assert np.array_equal(boundary_band(mask, width), _band_by_definition(mask, width))
+
+
+def test_boundary_pq_is_stricter_than_pq():
+    gt = np.full((40, 40), 7, dtype=np.int64)
+    gt[10:30, 10:30] = 26001
+    pred = np.full_like(gt, 7)
+    pred[11:30, 10:30] = 26001  # one row short: mask IoU 0.95
+    info_gt, info_pred = (
+        segments_info(gt, {7: 7, 26001: 26}),
+        segments_info(pred, {7: 7, 26001: 26}),
+    )
+    results = []
+    for ratio in (None, 0.02):
+        metric = PanopticQuality({7: False, 26: True}, boundary_ratio=ratio)
+        metric.update(gt, info_gt, pred, info_pred)
+        results.append(metric.compute()["per_class"][26])
+    assert results[0]["sq"] == pytest.approx(380 / 400)
+    # bands of round(0.02 · 56.6) = 1 pixel: the car's boundary IoU is below its mask IoU
+    from gpucops.metrics import boundary_band
+
+    first, second = boundary_band(gt == 26001, 1), boundary_band(pred == 26001, 1)
+    expected = (first & second).sum() / (first | second).sum()
+    assert results[1]["sq"] == pytest.approx(min(380 / 400, expected))
+    assert results[1]["sq"] < results[0]["sq"]
