@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gpucops.data.cityscapes import CityscapesPanoptic
+from gpucops.data import CityscapesPanoptic, CocoPanoptic
 from gpucops.data.synthetic_cityscapes import write_synthetic_cityscapes
 from gpucops.grid import cut_maps
 from gpucops.metrics import panoptic_quality
@@ -91,7 +91,7 @@ def test_augmentation_is_seeded_and_consistent(dataset_root):
 
 
 def test_missing_or_malformed_dataset_folders(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a Cityscapes folder"):
+    with pytest.raises(FileNotFoundError, match="is not a CityscapesPanoptic folder"):
         CityscapesPanoptic(tmp_path)
     (tmp_path / "leftImg8bit" / "train").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="createPanopticImgs"):
@@ -120,3 +120,56 @@ def test_overlay_pictures(dataset_root, tmp_path):
     labeling = (item["classes"], item["segments"])
     save_comparison(tmp_path / "c.png", image, labeling, labeling, partitionable)
     assert Image.open(tmp_path / "c.png").size == (3 * 128, 64)
+
+
+def _coco_from(cityscapes_root, root):
+    """A COCO-layout copy of the synthetic set: ids shifted (+100, non-contiguous), images
+    listed in the JSON, PNGs in annotations/panoptic_train2017."""
+    import json
+    import shutil
+
+    source = json.loads((cityscapes_root / "gtFine/cityscapes_panoptic_train.json").read_text())
+    (root / "train2017").mkdir(parents=True)
+    (root / "annotations/panoptic_train2017").mkdir(parents=True)
+    images, annotations = [], []
+    for index, annotation in enumerate(source["annotations"]):
+        city = annotation["image_id"].split("_")[0]
+        image = (
+            cityscapes_root
+            / "leftImg8bit/train"
+            / city
+            / f"{annotation['image_id']}_leftImg8bit.png"
+        )
+        shutil.copy(image, root / "train2017" / f"{index:012d}.png")
+        shutil.copy(
+            cityscapes_root / "gtFine/cityscapes_panoptic_train" / annotation["file_name"],
+            root / "annotations/panoptic_train2017" / f"{index:012d}.png",
+        )
+        images.append({"id": index, "file_name": f"{index:012d}.png"})
+        segments = [
+            {**s, "category_id": s["category_id"] + 100} for s in annotation["segments_info"]
+        ]
+        annotations.append(
+            {"image_id": index, "file_name": f"{index:012d}.png", "segments_info": segments}
+        )
+    categories = [{**c, "id": c["id"] + 100} for c in source["categories"]]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations/panoptic_train2017.json").write_text(json.dumps(document))
+    return categories
+
+
+def test_coco_loader(dataset_root, tmp_path):
+    categories = _coco_from(dataset_root, tmp_path)
+    coco = CocoPanoptic(tmp_path, distances=DISTANCES)
+    cityscapes = CityscapesPanoptic(dataset_root, distances=DISTANCES)
+    assert len(coco) == 3 and coco.num_classes == len(categories)
+    assert coco.class_names == [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+    # same pictures and segments; classes are the categories' contiguous indices (here the
+    # label-id categories in id order, which for Cityscapes is train-id order)
+    for index in range(3):
+        x, y = coco[index], cityscapes[index]
+        assert torch.equal(x["image"], y["image"])
+        assert torch.equal(x["segments"], y["segments"])
+        assert torch.equal(x["classes"], y["classes"])
+    with pytest.raises(FileNotFoundError, match="CocoPanoptic folder"):
+        CocoPanoptic(tmp_path, split="val")

@@ -1,6 +1,6 @@
 """Data: COCO-panoptic files, datasets in their official layouts, synthetic street scenes."""
 
-from .cityscapes import CityscapesPanoptic
+from .panoptic_dataset import CityscapesPanoptic, CocoPanoptic, PanopticDataset
 from .panoptic_files import (
     id2rgb,
     labeling_to_panoptic,
@@ -15,6 +15,8 @@ from .synthetic_cityscapes import write_synthetic_cityscapes
 
 __all__ = [
     "CityscapesPanoptic",
+    "CocoPanoptic",
+    "PanopticDataset",
     "id2rgb",
     "labeling_to_panoptic",
     "read_panoptic_json",

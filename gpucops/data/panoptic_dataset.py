@@ -1,10 +1,12 @@
-"""Cityscapes panoptic in its official layout, with the training targets of COPS.
+"""Panoptic datasets in their official layouts, with the training targets of COPS.
 
-Reads ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and the panoptic ground truth that
-cityscapesscripts' ``createPanopticImgs --use-train-id`` writes
+:class:`CityscapesPanoptic` reads ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and the
+panoptic ground truth that cityscapesscripts' ``createPanopticImgs --use-train-id`` writes
 (``gtFine/cityscapes_panoptic_{split}_trainId.json`` and its PNG folder) — for the real dataset
-and for :func:`gpucops.data.synthetic_cityscapes.write_synthetic_cityscapes` alike. Local paths
-only.
+and for :func:`gpucops.data.synthetic_cityscapes.write_synthetic_cityscapes` alike.
+:class:`CocoPanoptic` reads ``{split}2017/`` images and ``annotations/panoptic_{split}2017.json``
+with its PNG folder; its category ids become contiguous class indices in id order (133 classes,
+80 things). Local paths only.
 
 Each item holds the normalised image, the full-resolution semantic target, and at the solver's
 stride (``array[s//2::s, s//2::s]``, as the official target generator subsamples) the class and
@@ -27,18 +29,18 @@ from torch.utils.data import Dataset
 from ..grid import cut_maps, edge_weight_maps
 from .panoptic_files import read_panoptic_json, rgb2id
 
-__all__ = ["PIXEL_MEAN", "PIXEL_STD", "CityscapesPanoptic"]
+__all__ = ["PIXEL_MEAN", "PIXEL_STD", "CityscapesPanoptic", "CocoPanoptic", "PanopticDataset"]
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 IGNORE = 255
 
 
-class CityscapesPanoptic(Dataset):
-    """Cityscapes panoptic (train ids, 19 classes, 8 thing classes).
+class PanopticDataset(Dataset):
+    """A COCO-panoptic ground truth (JSON + PNG folder) beside its images.
 
     Args:
-        root: the dataset folder (holding ``leftImg8bit/`` and ``gtFine/``).
+        root: the dataset folder.
         split: ``train``, ``val``, …
         distances: D of the affinity targets, relative to the stride-``stride`` grid.
         stride: the solver's grid stride (COPS: 4).
@@ -48,7 +50,7 @@ class CityscapesPanoptic(Dataset):
         seed: seed of the augmentation; set ``epoch`` for a new draw per epoch.
         thing_weight: affinity weight of thing pixels (official pre-training 4, fine-tuning 1).
         small_instance_weight, small_instance_area: extra weight of thing instances smaller than
-            the area (full-resolution pixels) in the semantic and affinity weights.
+            the area (full-resolution pixels) in the affinity weights.
     """
 
     def __init__(
@@ -66,22 +68,23 @@ class CityscapesPanoptic(Dataset):
         small_instance_area: int = 4096,
     ):
         self.root, self.split = Path(root), split
-        json_path = self.root / "gtFine" / f"cityscapes_panoptic_{split}_trainId.json"
-        if not (self.root / "leftImg8bit" / split).is_dir():
+        json_path, image_folder, hint = self._layout()
+        if not image_folder.is_dir():
             raise FileNotFoundError(
-                f"{self.root} is not a Cityscapes folder: {self.root / 'leftImg8bit' / split} "
-                "is missing"
+                f"{self.root} is not a {type(self).__name__} folder: {image_folder} is missing"
             )
         if not json_path.is_file():
-            raise FileNotFoundError(
-                f"{json_path} is missing: run cityscapesscripts' createPanopticImgs "
-                "--use-train-id on the dataset first"
-            )
+            raise FileNotFoundError(f"{json_path} is missing: {hint}")
         document = read_panoptic_json(json_path)
         self.panoptic_folder = json_path.with_suffix("")
-        self.annotations = sorted(document["annotations"], key=lambda a: a["image_id"])
-        self.thing_ids = {c["id"] for c in document["categories"] if c["isthing"]}
-        self.num_classes = 19
+        self.annotations = sorted(document["annotations"], key=lambda a: str(a["image_id"]))
+        self.image_files = {i["id"]: i["file_name"] for i in document.get("images", [])}
+        categories = sorted(document["categories"], key=lambda c: c["id"])
+        # dataset category id → contiguous class index (the identity for Cityscapes train ids)
+        self.class_of = {c["id"]: k for k, c in enumerate(categories)}
+        self.class_names = [c["name"] for c in categories]
+        self.partitionable = torch.tensor([bool(c["isthing"]) for c in categories])
+        self.num_classes = len(categories)
         self.distances, self.stride = tuple(distances), stride
         self.crop_size, self.scale_range, self.flip = crop_size, scale_range, flip
         self.seed, self.epoch = seed, 0
@@ -91,15 +94,18 @@ class CityscapesPanoptic(Dataset):
             small_instance_area,
         )
 
+    def _layout(self) -> tuple[Path, Path, str]:
+        """(panoptic JSON, image folder, how to make the JSON)."""
+        raise NotImplementedError
+
+    def _image_path(self, annotation: dict) -> Path:
+        raise NotImplementedError
+
     def __len__(self) -> int:
         return len(self.annotations)
 
-    def _image_path(self, image_id: str) -> Path:
-        city = image_id.split("_")[0]
-        return self.root / "leftImg8bit" / self.split / city / f"{image_id}_leftImg8bit.png"
-
     def _load(self, annotation: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        image_path = self._image_path(annotation["image_id"])
+        image_path = self._image_path(annotation)
         panoptic_path = self.panoptic_folder / annotation["file_name"]
         for path in (image_path, panoptic_path):
             if not path.is_file():
@@ -148,11 +154,11 @@ class CityscapesPanoptic(Dataset):
         weight = torch.zeros(max(unique) + 1)
         for rank, segment_id in enumerate(s for s in unique if s in segments):
             info = segments[segment_id]
-            category[segment_id] = info["category_id"]
+            category[segment_id] = self.class_of[info["category_id"]]
             if info["iscrowd"]:
                 continue
             segment[segment_id] = rank
-            thing = info["category_id"] in self.thing_ids
+            thing = bool(self.partitionable[category[segment_id]])
             weight[segment_id] = self.thing_weight if thing else 1.0
             if thing and info["area"] < self.small_instance_area:
                 weight[segment_id] *= self.small_instance_weight
@@ -173,3 +179,36 @@ class CityscapesPanoptic(Dataset):
             "affinity_weight": edge_weight_maps(weight[small][None], self.distances)[0],
             "image_id": annotation["image_id"],
         }
+
+
+class CityscapesPanoptic(PanopticDataset):
+    """Cityscapes panoptic with train ids (19 classes, 8 things); see :class:`PanopticDataset`."""
+
+    def _layout(self) -> tuple[Path, Path, str]:
+        return (
+            self.root / "gtFine" / f"cityscapes_panoptic_{self.split}_trainId.json",
+            self.root / "leftImg8bit" / self.split,
+            "run cityscapesscripts' createPanopticImgs --use-train-id on the dataset first",
+        )
+
+    def _image_path(self, annotation: dict) -> Path:
+        image_id = annotation["image_id"]
+        city = image_id.split("_")[0]
+        return self.root / "leftImg8bit" / self.split / city / f"{image_id}_leftImg8bit.png"
+
+
+class CocoPanoptic(PanopticDataset):
+    """COCO panoptic (133 classes, 80 things); see :class:`PanopticDataset`."""
+
+    def _layout(self) -> tuple[Path, Path, str]:
+        return (
+            self.root / "annotations" / f"panoptic_{self.split}2017.json",
+            self.root / f"{self.split}2017",
+            "unpack COCO's panoptic annotations into annotations/",
+        )
+
+    def _image_path(self, annotation: dict) -> Path:
+        name = self.image_files.get(annotation["image_id"])
+        if name is None:
+            name = Path(annotation["file_name"]).with_suffix(".jpg").name
+        return self.root / f"{self.split}2017" / name
