@@ -173,3 +173,18 @@ def test_coco_loader(dataset_root, tmp_path):
         assert torch.equal(x["classes"], y["classes"])
     with pytest.raises(FileNotFoundError, match="CocoPanoptic folder"):
         CocoPanoptic(tmp_path, split="val")
+
+
+def test_voc_sample():
+    from gpucops.data.voc_sample import voc_sample
+
+    sample = voc_sample()
+    classes, segments = sample["classes"], sample["segments"]
+    assert sample["image"].shape == (*classes.shape, 3) and len(sample["class_names"]) == 21
+    assert torch.equal(classes < 0, segments < 0)
+    assert (classes[segments == 0] == 0).all()  # background: one stuff segment
+    for segment in segments.unique().tolist():
+        if segment > 0:  # every instance has one thing class
+            assert classes[segments == segment].unique().numel() == 1
+            assert sample["partitionable"][classes[segments == segment][0]]
+    assert segments.max() >= 10  # a crowded scene

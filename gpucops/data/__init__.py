@@ -12,6 +12,7 @@ from .panoptic_files import (
     write_panoptic_png,
 )
 from .synthetic_cityscapes import write_synthetic_cityscapes
+from .voc_sample import voc_sample
 
 __all__ = [
     "CityscapesPanoptic",
@@ -23,6 +24,7 @@ __all__ = [
     "read_panoptic_png",
     "rgb2id",
     "segments_info",
+    "voc_sample",
     "write_panoptic_json",
     "write_panoptic_png",
     "write_synthetic_cityscapes",
