@@ -177,3 +177,29 @@ def test_ablation_layer():
 def test_bad_perturbation_settings(args, message):
     with pytest.raises(ValueError, match=message):
         draw_lambdas(*args, seed=0)
+
+
+def test_a_tiny_model_trains_end_to_end():
+    # a 3×3 convolution from noisy costs to logits, started as the identity (the pre-trained
+    # network of COPS' second stage), fine-tuned through the solver with the PQ surrogate
+    p = _problem(0, batch=4, height=24, width=32)
+    features = torch.cat([-p.node_costs, -p.edge_costs], 1)
+    channels = features.shape[1]
+    model = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+        model.weight[range(channels), range(channels), 1, 1] = 1.0
+    layer = AMWCLayer(p.partitionable, p.distances, (1.0, 20.0), 5, dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    thresholds = torch.full((5,), 10.0)
+    losses = []
+    for step in range(15):
+        logits = model(features)
+        out = layer(logits[:, :5], logits[:, 5:], p.classes, p.segments, seed=step)
+        loss = panoptic_quality_loss(out.prediction, out.target, out.channel_classes, thresholds)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.03, losses
