@@ -58,6 +58,25 @@ class Perturbation:
     method: str = "parallel"
     backend: str = "auto"
 
+    def solve(
+        self,
+        node_costs: torch.Tensor,
+        edge_costs: torch.Tensor,
+        partitionable: torch.Tensor | None = None,
+        label_mask: torch.Tensor | None = None,
+    ) -> PanopticLabeling:
+        """:func:`gpucops.solve` of detached costs with these settings (``partitionable``:
+        None = the classes' own)."""
+        return solve(
+            node_costs.detach(),
+            edge_costs.detach(),
+            self.partitionable if partitionable is None else partitionable,
+            self.distances,
+            method=self.method,
+            backend=self.backend,
+            label_mask=label_mask,
+        )
+
 
 def draw_lambdas(
     num_samples: int, low: float, high: float, seed: int, device: torch.device | str = "cpu"
@@ -146,14 +165,11 @@ def mwc_gradient(
     valid = (aligned.classes >= 0).view(batch, -1, 1, 1)
     delta = torch.zeros_like(mwc_costs)
     delta[:, : grad_one_hot.shape[1]] = grad_one_hot.float() * valid
-    mwc = solve(
+    mwc = perturbation.solve(
         perturb_costs(mwc_costs, delta, lambdas),
-        edge_costs.detach().float().repeat_interleave(num, dim=0),
+        edge_costs.float().repeat_interleave(num, dim=0),
         torch.zeros(num_labels, dtype=torch.bool, device=node_costs.device),
-        perturbation.distances,
-        method=perturbation.method,
-        backend=perturbation.backend,
-        label_mask=(label_class < 0).repeat_interleave(num, dim=0),
+        (label_class < 0).repeat_interleave(num, dim=0),
     )
     labels = mwc.classes  # [B·N, H, W], an MWC label per pixel
     classes = label_class.repeat_interleave(num, dim=0).gather(1, labels.flatten(1))
@@ -204,14 +220,7 @@ def panoptic_one_hot(
 class _AMWCLabels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, node_costs, edge_costs, perturbation):
-        labeling = solve(
-            node_costs.detach(),
-            edge_costs.detach(),
-            perturbation.partitionable,
-            perturbation.distances,
-            method=perturbation.method,
-            backend=perturbation.backend,
-        )
+        labeling = perturbation.solve(node_costs, edge_costs)
         ctx.save_for_backward(node_costs, edge_costs)
         ctx.problem = (labeling, perturbation)
         num_classes = node_costs.shape[1]
@@ -223,13 +232,9 @@ class _AMWCLabels(torch.autograd.Function):
         node_costs, edge_costs = ctx.saved_tensors
         labeling, perturbation = ctx.problem
         lambdas = perturbation.lambdas.to(node_costs.device, torch.float32)
-        perturbed = solve(
+        perturbed = perturbation.solve(
             perturb_costs(node_costs.detach().float(), grad_classes.float(), lambdas),
             perturb_costs(edge_costs.detach().float(), grad_cuts.float(), lambdas),
-            perturbation.partitionable,
-            perturbation.distances,
-            method=perturbation.method,
-            backend=perturbation.backend,
         )
         num_classes = node_costs.shape[1]
         node_grad = _mean_difference(
@@ -327,14 +332,15 @@ class AMWCLayer(nn.Module):
         bool: pixels without gradient and with weight 0 in the IoU. ``seed`` drives the cost
         dropout and the λ draw, so a step is reproducible."""
         node_costs, edge_costs = self.costs(semantic_logits, affinity_logits, seed)
-        labeling = solve(
-            node_costs.detach(),
-            edge_costs.detach(),
+        perturbation = Perturbation(
             self.partitionable,
             self.distances,
-            method=self.method,
-            backend=self.backend,
+            draw_lambdas(self.num_samples, *self.lambda_range, seed, node_costs.device),
+            void,
+            self.method,
+            self.backend,
         )
+        labeling = perturbation.solve(node_costs, edge_costs)
         output = LayerOutput(labeling, node_costs, edge_costs)
         if gt_classes is None or gt_segments is None:
             return output
@@ -343,14 +349,6 @@ class AMWCLayer(nn.Module):
             weights = weights.masked_fill(void, 0.0)
         aligned = align_segments(
             labeling.classes, labeling.segments, gt_classes, gt_segments, weights
-        )
-        perturbation = Perturbation(
-            self.partitionable,
-            self.distances,
-            draw_lambdas(self.num_samples, *self.lambda_range, seed, node_costs.device),
-            void,
-            self.method,
-            self.backend,
         )
         output.prediction = panoptic_one_hot(
             node_costs, edge_costs, labeling, aligned, perturbation
