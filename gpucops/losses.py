@@ -19,7 +19,13 @@ import torch.nn.functional as F
 
 from .matching import IOU_EPS
 
-__all__ = ["edge_f1_loss", "node_l1_loss", "panoptic_quality_loss"]
+__all__ = [
+    "affinity_pretraining_loss",
+    "edge_f1_loss",
+    "node_l1_loss",
+    "panoptic_quality_loss",
+    "semantic_pretraining_loss",
+]
 
 
 def _per_class(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -115,3 +121,48 @@ def edge_f1_loss(
     hits = (w * y * y_g).sum(dim=dims)
     wrong = (w * y * (1 - y_g)).sum(dim=dims) + (w * (1 - y) * y_g).sum(dim=dims)
     return (1 - hits / (hits + 0.5 * wrong).clamp(min=1e-12)).mean()
+
+
+def _top_k_mean(losses: torch.Tensor, top_k: float) -> torch.Tensor:
+    """Mean of the largest ``top_k`` fraction of ``losses [B, M]`` per batch (hard-pixel
+    mining as DeepLab's; 1.0 = the plain mean)."""
+    if not 0 < top_k <= 1:
+        raise ValueError(f"top_k must lie in (0, 1], got {top_k}")
+    flat = losses.flatten()
+    if top_k < 1:
+        flat = flat.topk(max(1, int(top_k * flat.numel()))).values
+    return flat.mean() if flat.numel() else losses.sum() * 0
+
+
+def semantic_pretraining_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    top_k: float = 0.2,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Pre-training semantic loss (``reference/cops-official-code.md`` §4.5): the stride-4
+    ``logits [B, K, h, w]`` upsampled bilinearly to ``target [B, H, W]``, per-pixel cross-entropy
+    times ``weights [B, H, W]`` (small-instance weights), mean of the hardest ``top_k`` fraction
+    (0.2 Cityscapes, 1.0 COCO); ``ignore_index`` pixels count nowhere."""
+    logits = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
+    losses = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    if weights is not None:
+        losses = losses * weights
+    keep = target != ignore_index
+    return _top_k_mean(losses[keep], top_k)
+
+
+def affinity_pretraining_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    top_k: float = 0.25,
+    loss_weight: float = 0.25,
+) -> torch.Tensor:
+    """Pre-training affinity loss (§4.5): BCE-with-logits of every edge map ``[B, 2·|D|, h, w]``
+    (target 1 = cut) times its weights, mean of the hardest ``top_k`` per (distance, direction)
+    channel, summed over channels, times ``loss_weight``."""
+    losses = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+    losses = losses * weights
+    return loss_weight * sum(_top_k_mean(losses[:, c], top_k) for c in range(losses.shape[1]))

@@ -1,0 +1,148 @@
+"""The COPS network (``reference/cops-official-code.md`` §4): a ResNet backbone, two DeepLabV3+
+decoders (semantic, affinity), the semantic head, and the affinity head with one classifier per
+edge distance — d = 1 reads the affinity features directly, d > 1 reads the centre-matched
+feature differences S_d of :func:`gpucops.kernels.edge_feature_shift`.
+
+Outputs at stride 4: ``semantic_logits [B, K, H/4, W/4]`` and ``affinity_logits [B, 2·|D|, H/4,
+W/4]`` (channel 2i: row edges of distance i, 2i + 1: col edges; a high logit = "cut"), the
+layouts :class:`gpucops.layer.AMWCLayer` takes. Simplification: ASPP's image pooling is global
+average pooling (the official head pools with a kernel fixed by the training crop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..kernels import edge_feature_shift
+from .resnet import ResNet
+
+__all__ = ["COPSNet", "ModelConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the network. The defaults are COPS' (ResNet-50, 256-channel decoders and heads);
+    :meth:`tiny` is a small model for CPU runs and tests."""
+
+    num_classes: int = 19
+    distances: tuple[int, ...] = (1, 4, 16, 32, 64)
+    depth: int = 50
+    stem: str = "torchvision"
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    aspp_channels: int = 256
+    decoder_channels: int = 256
+    project_channels: tuple[int, int] = (32, 64)  # res2, res3
+    head_channels: int = 256
+    classifier_channels: tuple[int, int] = (128, 64)  # d > 1; d = 1 uses half of each
+    aspp_dilations: tuple[int, ...] = (6, 12, 18)
+    dropout: float = 0.1
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def tiny(cls, num_classes: int = 19, distances: tuple[int, ...] = (1, 4, 16, 32)):
+        return cls(
+            num_classes, tuple(distances), depth=18, widths=(16, 32, 64, 128), aspp_channels=32,
+            decoder_channels=32, project_channels=(8, 16), head_channels=32,
+            classifier_channels=(16, 8), aspp_dilations=(2, 4, 6),
+        )  # fmt: skip
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1, groups: int = 1) -> nn.Module:
+    """Convolution + batch norm + ReLU."""
+    padding = dilation * (kernel // 2)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=padding, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    )
+
+
+def _separable(cin: int, cout: int, dilation: int = 1) -> nn.Module:
+    """Depthwise 3×3 then pointwise 1×1, each with batch norm and ReLU."""
+    return nn.Sequential(_conv(cin, cin, 3, dilation, groups=cin), _conv(cin, cout, 1))
+
+
+class DeepLabV3PlusDecoder(nn.Module):
+    """ASPP on res5, then two fusion steps with projected res3 and res2 → stride-4 features."""
+
+    def __init__(self, channels: dict[str, int], config: ModelConfig):
+        super().__init__()
+        aspp, out = config.aspp_channels, config.decoder_channels
+        res5 = channels["res5"]
+        self.aspp = nn.ModuleList(
+            [_conv(res5, aspp, 1)] + [_separable(res5, aspp, d) for d in config.aspp_dilations]
+        )
+        self.pool = _conv(res5, aspp, 1)
+        self.aspp_project = nn.Sequential(
+            _conv(aspp * (len(config.aspp_dilations) + 2), aspp, 1), nn.Dropout(config.dropout)
+        )
+        low2, low3 = config.project_channels
+        self.project3, self.project2 = (
+            _conv(channels["res3"], low3, 1),
+            _conv(channels["res2"], low2, 1),
+        )
+        self.fuse3 = nn.Sequential(_separable(aspp + low3, out), _separable(out, out))
+        self.fuse2 = nn.Sequential(_separable(out + low2, out), _separable(out, out))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        res5 = features["res5"]
+        pooled = self.pool(F.adaptive_avg_pool2d(res5, 1)).expand(-1, -1, *res5.shape[-2:])
+        x = self.aspp_project(torch.cat([branch(res5) for branch in self.aspp] + [pooled], 1))
+        for project, fuse, name in (
+            (self.project3, self.fuse3, "res3"),
+            (self.project2, self.fuse2, "res2"),
+        ):
+            low = project(features[name])
+            x = F.interpolate(x, low.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, low], 1))
+        return x
+
+
+class COPSNet(nn.Module):
+    """Backbone, decoders and heads; ``forward(images [B, 3, H, W])`` → (semantic logits,
+    affinity logits) at stride 4."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        if not config.distances or config.distances[0] != 1:
+            raise ValueError(f"distances must start with 1 (COPS layouts), got {config.distances}")
+        self.backbone = ResNet(config.depth, config.stem, config.widths)
+        channels = self.backbone.channels
+        head, k = config.head_channels, config.num_classes
+        self.semantic_decoder = DeepLabV3PlusDecoder(channels, config)
+        self.semantic_head = nn.Sequential(_conv(config.decoder_channels, head), _conv(head, head))
+        self.semantic_predictor = nn.Conv2d(head, k, 1)
+        nn.init.normal_(self.semantic_predictor.weight, std=0.001)
+        nn.init.zeros_(self.semantic_predictor.bias)
+        self.affinity_decoder = DeepLabV3PlusDecoder(channels, config)
+        self.affinity_head = nn.Sequential(
+            _conv(config.decoder_channels + k, head), _conv(head, head)
+        )
+        wide, narrow = config.classifier_channels
+        self.classifiers = nn.ModuleList()
+        for d in config.distances:
+            if d == 1:
+                body = nn.Sequential(_conv(head, wide // 2), _conv(wide // 2, narrow // 2))
+                last = nn.Conv2d(narrow // 2, 2, 1)
+            else:  # row and col differences in two groups; the last layer mixes them
+                body = nn.Sequential(_conv(2 * head, wide, groups=2), _conv(wide, narrow, groups=2))
+                last = nn.Conv2d(narrow, 2, 1)
+            self.classifiers.append(nn.ModuleDict({"body": body, "last": last}))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(images)
+        semantic = self.semantic_predictor(self.semantic_head(self.semantic_decoder(features)))
+        affinity_features = self.affinity_head(
+            torch.cat([self.affinity_decoder(features), semantic.detach()], 1)
+        )
+        shifted = edge_feature_shift(affinity_features, self.config.distances[1:])
+        inputs = (affinity_features, *shifted)
+        affinity = torch.cat(
+            [c["last"](c["body"](x)) for c, x in zip(self.classifiers, inputs, strict=True)], 1
+        )
+        return semantic, affinity

@@ -1,0 +1,92 @@
+"""The COPS network: torchvision-compatible backbone, output stride, heads, pre-training losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpucops.losses import affinity_pretraining_loss, semantic_pretraining_loss
+from gpucops.model import COPSNet, ModelConfig, load_backbone_weights, resnet
+
+
+def test_resnet50_has_torchvisions_parameter_names_and_shapes():
+    state = resnet(50).state_dict()
+    # torchvision's resnet50 state_dict has 320 entries, 2 of them fc
+    assert len(state) == 318
+    assert state["conv1.weight"].shape == (64, 3, 7, 7)
+    assert state["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
+    assert state["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
+    assert state["layer3.5.bn2.running_var"].shape == (256,)
+
+
+def test_output_stride_16_with_multi_grid():
+    backbone = resnet(50)
+    features = backbone(torch.zeros(1, 3, 64, 96))
+    assert features["res2"].shape[-2:] == (16, 24) and features["res5"].shape[-2:] == (4, 6)
+    assert [block.conv2.dilation for block in backbone.layer4] == [(2, 2), (4, 4), (8, 8)]
+    deeplab = resnet(50, stem="deeplab")
+    assert deeplab.stem[6].out_channels == 128
+    assert deeplab(torch.zeros(1, 3, 64, 96))["res5"].shape[-2:] == (4, 6)
+
+
+def test_backbone_weights_load_from_a_local_file(tmp_path):
+    source = resnet(18)
+    state = {
+        **source.state_dict(),
+        "fc.weight": torch.zeros(1000, 512),
+        "fc.bias": torch.zeros(1000),
+    }
+    torch.save(state, tmp_path / "r18.pth")
+    target = resnet(18)
+    load_backbone_weights(target, tmp_path / "r18.pth")
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_backbone_weights(resnet(34), tmp_path / "r18.pth")
+    with pytest.raises(FileNotFoundError):
+        load_backbone_weights(target, tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="torchvision stem"):
+        load_backbone_weights(resnet(18, stem="deeplab"), tmp_path / "r18.pth")
+
+
+def test_network_outputs_and_gradient_paths():
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(num_classes=5, distances=(1, 4, 8))
+    model = COPSNet(config)
+    semantic, affinity = model(torch.randn(2, 3, 64, 96))
+    assert semantic.shape == (2, 5, 16, 24) and affinity.shape == (2, 6, 16, 24)
+    # the affinity branch reads the semantic logits detached: its loss leaves the semantic
+    # predictor alone
+    affinity.square().mean().backward()
+    assert model.semantic_predictor.weight.grad is None
+    assert model.classifiers[2]["body"][0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="start with 1"):
+        COPSNet(ModelConfig.tiny(distances=(4, 8)))
+
+
+def test_full_size_model_has_the_papers_parameter_count():
+    # supplementary Table 3: 34M parameters on Cityscapes
+    count = sum(p.numel() for p in COPSNet(ModelConfig()).parameters())
+    assert 33.5e6 < count < 34.5e6
+
+
+def test_pretraining_losses():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 4, 6, generator=g, requires_grad=True)
+    target = torch.randint(0, 4, (2, 16, 24), generator=g)
+    target[0, :3] = 255
+    full = semantic_pretraining_loss(logits, target, top_k=1.0)
+    upsampled = F.interpolate(logits, (16, 24), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(full, F.cross_entropy(upsampled, target, ignore_index=255))
+    hard = semantic_pretraining_loss(logits, target, top_k=0.2)
+    assert hard > full  # the hardest fifth
+    affinity = torch.randn(2, 4, 4, 6, generator=g)
+    cut = (torch.rand(2, 4, 4, 6, generator=g) > 0.5).float()
+    weights = torch.ones_like(cut)
+    plain = affinity_pretraining_loss(affinity, cut, weights, top_k=1.0, loss_weight=1.0)
+    per_channel = [F.binary_cross_entropy_with_logits(affinity[:, c], cut[:, c]) for c in range(4)]
+    torch.testing.assert_close(plain, sum(per_channel))
+    assert affinity_pretraining_loss(affinity, cut, weights * 0).item() == 0
+    with pytest.raises(ValueError, match="top_k"):
+        semantic_pretraining_loss(logits, target, top_k=0)
