@@ -1,0 +1,356 @@
+"""Training of COPS: baseline pre-training and the fully differentiable stage, in one process or
+under ``torchrun`` (DistributedDataParallel: nccl on GPUs, gloo on CPUs).
+
+``train/train.py --config CONFIG.yaml`` drives :func:`train`. A run is a pure function of its
+config and its step: the batch of step s (each rank's share of a per-epoch permutation seeded by
+(seed, epoch)), the augmentation (seeded by (seed, epoch, index)), the cost dropout and the λ draw
+(seeded by (seed, step)); the global torch RNG state (decoder dropout) is saved in every
+checkpoint. So ``--resume`` continues exactly. Checkpoints are written atomically (temporary file,
+fsync, rename): a run killed mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from .data import CityscapesPanoptic, CocoPanoptic, write_synthetic_cityscapes
+from .layer import AMWCLayer
+from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
+from .metrics import PanopticQuality
+from .model import COPSNet, ModelConfig, load_backbone_weights
+
+__all__ = ["TrainConfig", "TrainingModule", "load_checkpoint", "save_checkpoint", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (YAML keys of the same names)."""
+
+    stage: str = "pretrain"  # pretrain | finetune
+    dataset: str = "synthetic"  # synthetic | cityscapes | coco
+    data_root: str = "data/synthetic"
+    synthetic_images: tuple[int, int] = (32, 8)  # train, val (written if absent)
+    synthetic_size: tuple[int, int] = (128, 256)
+    model: str = "tiny"  # tiny | full
+    num_classes: int = 19
+    distances: tuple[int, ...] = (1, 4, 16, 32)
+    backbone_weights: str | None = None
+    init_checkpoint: str | None = None  # finetune: the pre-trained run's checkpoint
+    crop_size: tuple[int, int] | None = None
+    scale_range: tuple[float, float] | None = None
+    flip: bool = True
+    batch_size: int = 4
+    accumulate: int = 1
+    steps: int = 100
+    lr: float = 1e-3
+    warmup: int = 10
+    poly_power: float = 0.9
+    semantic_top_k: float = 0.2
+    affinity_top_k: float = 0.25
+    affinity_loss_weight: float = 0.25
+    thing_weight: float = 4.0
+    pq_loss_weight: float = 10.0
+    lambda_range: tuple[float, float] = (1.0, 5000.0)
+    samples: int = 5
+    cost_dropout: float = 0.1
+    thing_area: float = 50.0  # foreground-probability thresholds, in grid pixels
+    stuff_area: float = 128.0
+    solver_method: str = "parallel"
+    amp: bool = True  # mixed precision on GPUs
+    seed: int = 0
+    output_dir: str = "runs/synthetic"
+    checkpoint_every: int = 50
+    validate_every: int = 50
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
+        import yaml
+
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        values.update(overrides or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}")
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        config = cls(**values)
+        if config.stage not in ("pretrain", "finetune"):
+            raise ValueError(f"stage must be 'pretrain' or 'finetune', got {config.stage!r}")
+        return config
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over ``path`` (a crash leaves the old file or the new one, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _datasets(config: TrainConfig):
+    root = Path(config.data_root)
+    kwargs = dict(distances=config.distances, thing_weight=config.thing_weight)
+    if config.dataset == "synthetic":
+        for split, count in zip(("train", "val"), config.synthetic_images, strict=True):
+            if not (root / "gtFine" / f"cityscapes_panoptic_{split}_trainId.json").is_file():
+                write_synthetic_cityscapes(
+                    root, count, *config.synthetic_size, split=split, seed=config.seed + 1
+                    if split == "val" else config.seed, progress=False,
+                )  # fmt: skip
+        kind = CityscapesPanoptic
+    else:
+        kind = {"cityscapes": CityscapesPanoptic, "coco": CocoPanoptic}[config.dataset]
+    train_set = kind(
+        root, "train", crop_size=config.crop_size, scale_range=config.scale_range,
+        flip=config.flip, seed=config.seed, **kwargs,
+    )  # fmt: skip
+    return train_set, kind(root, "val", **kwargs)
+
+
+def _collate(items: list[dict]) -> dict:
+    return {
+        key: torch.stack([i[key] for i in items]) if torch.is_tensor(items[0][key])
+        else [i[key] for i in items]
+        for key in items[0]
+    }  # fmt: skip
+
+
+class TrainingModule(nn.Module):
+    """The network and the AMWC layer (its cost scalars), with one forward per training loss, so
+    DistributedDataParallel sees every trainable parameter inside ``forward``."""
+
+    def __init__(self, config: TrainConfig, partitionable: torch.Tensor):
+        super().__init__()
+        self.config = config
+        preset = ModelConfig.tiny if config.model == "tiny" else ModelConfig
+        self.net = COPSNet(preset(num_classes=config.num_classes, distances=config.distances))
+        self.layer = AMWCLayer(
+            partitionable, config.distances, config.lambda_range, config.samples,
+            config.cost_dropout, config.solver_method,
+        )  # fmt: skip
+        thresholds = torch.where(partitionable, config.thing_area, config.stuff_area)
+        self.register_buffer("area_thresholds", thresholds)
+
+    def forward(self, batch: dict, step_seed: int) -> torch.Tensor:
+        semantic, affinity = self.net(batch["image"])
+        config = self.config
+        if config.stage == "pretrain":
+            return semantic_pretraining_loss(
+                semantic.float(), batch["semantic"], top_k=config.semantic_top_k
+            ) + affinity_pretraining_loss(
+                affinity.float(), batch["affinity_target"], batch["affinity_weight"],
+                config.affinity_top_k, config.affinity_loss_weight,
+            )  # fmt: skip
+        out = self.layer(
+            semantic.float(), affinity.float(), batch["classes"], batch["segments"],
+            batch["void"], seed=step_seed,
+        )  # fmt: skip
+        return panoptic_quality_loss(
+            out.prediction, out.target, out.channel_classes, self.area_thresholds,
+            (~batch["void"]).float(), config.pq_loss_weight,
+        )  # fmt: skip
+
+    def parameter_groups(self) -> list[dict]:
+        """Pre-training: the network at the base LR. Fine-tuning (§4.6): backbone, decoders and
+        batch norms frozen; heads at LR/40 (semantic), LR/60 (affinity), classifier bodies LR/40,
+        last layers LR/20, the cost scalars at LR."""
+        lr = self.config.lr
+        if self.config.stage == "pretrain":
+            self.layer.requires_grad_(False)  # the cost scalars have no pre-training loss
+            return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+        for part in (self.net.backbone, self.net.semantic_decoder, self.net.affinity_decoder):
+            part.requires_grad_(False)
+        for module in self.net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.requires_grad_(False)
+        net = self.net
+        groups = [
+            (net.semantic_head, lr / 40), (net.semantic_predictor, lr / 20),
+            (net.affinity_head, lr / 60),
+            *[(c["body"], lr / 40) for c in net.classifiers],
+            *[(c["last"], lr / 20) for c in net.classifiers],
+            (self.layer, lr),
+        ]  # fmt: skip
+        return [
+            {"params": [p for p in m.parameters() if p.requires_grad], "lr": rate}
+            for m, rate in groups
+        ]
+
+    def train(self, mode: bool = True) -> TrainingModule:
+        super().train(mode)
+        if mode and self.config.stage == "finetune":  # frozen batch norm statistics
+            for module in self.net.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
+
+def _batch_indices(size: int, step: int, config: TrainConfig, rank: int, world: int):
+    """Indices of this rank's share of the batch of ``step`` and the epoch it belongs to."""
+    per_step = config.batch_size * world
+    steps_per_epoch = max(1, size // per_step)
+    epoch, position = divmod(step, steps_per_epoch)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed + epoch))
+    chunk = order[position * per_step : (position + 1) * per_step]
+    if chunk.numel() < per_step:  # a dataset smaller than one global batch: wrap around
+        chunk = order.repeat(math.ceil(per_step / size))[:per_step]
+    return chunk[rank * config.batch_size : (rank + 1) * config.batch_size].tolist(), epoch
+
+
+def _panoptic(classes: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """Segment ids (0 = void) and ``segments_info`` of one labeling ``[H, W]``."""
+    keep = segments >= 0
+    info = [
+        {"id": int(s) + 1, "category_id": int(classes[segments == s][0]),
+         "area": int((segments == s).sum()), "iscrowd": 0}
+        for s in segments[keep].unique()
+    ]  # fmt: skip
+    return torch.where(keep, segments + 1, 0), info
+
+
+@torch.no_grad()
+def validate(module: TrainingModule, dataset, device: torch.device) -> dict:
+    """PQ of the solved labelings against the stride-grid ground truth (in process)."""
+    module.eval()
+    partitionable = module.layer.partitionable
+    metric = PanopticQuality({k: bool(t) for k, t in enumerate(partitionable.tolist())})
+    for index in range(len(dataset)):
+        item = _collate([dataset[index]])
+        semantic, affinity = module.net(item["image"].to(device))
+        labeling = module.layer(semantic.float(), affinity.float()).labeling
+        metric.update(
+            *_panoptic(item["classes"][0], item["segments"][0]),
+            *_panoptic(labeling.classes[0].cpu(), labeling.segments[0].cpu()),
+        )
+    module.train()
+    return metric.compute()
+
+
+def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict:
+    """Run (or continue) a training run; returns the final loss, the last validation result,
+    the step and the trained :class:`TrainingModule`. ``stop_at`` ends the run early at that
+    step (as if killed there; the schedule stays that of ``config.steps``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+    )
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    torch.manual_seed(config.seed)
+    output = Path(config.output_dir)
+    train_set, val_set = _datasets(config) if rank == 0 or world == 1 else (None, None)
+    if world > 1:
+        dist.barrier()  # rank 0 wrote the synthetic data
+        if rank:
+            train_set, val_set = _datasets(config)
+    module = TrainingModule(config, train_set.partitionable).to(device)
+    if config.backbone_weights and config.stage == "pretrain":
+        load_backbone_weights(module.net.backbone, config.backbone_weights)
+    if config.init_checkpoint and not resume:
+        module.load_state_dict(load_checkpoint(config.init_checkpoint)["module"])
+    optimizer = torch.optim.Adam(module.parameter_groups())
+
+    def schedule(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, config.warmup))
+        return warm * (1 - min(step, config.steps - 1) / max(1, config.steps)) ** config.poly_power
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    step, last_loss, result = 0, float("nan"), {}
+    checkpoint_path = output / "checkpoint.pt"
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
+    wrapped = nn.parallel.DistributedDataParallel(module) if world > 1 else module
+    scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
+    writer, log = None, None
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        log = open(output / "log.csv", "a", newline="")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(output / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            writer = None
+    module.train()
+    bar = tqdm(total=config.steps, initial=step, disable=rank != 0, desc=config.stage)
+    while step < min(config.steps, stop_at or config.steps):
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(config.accumulate):
+            indices, epoch = _batch_indices(
+                len(train_set), step * config.accumulate + micro, config, rank, world
+            )
+            train_set.epoch = epoch
+            batch = {
+                k: v.to(device) if torch.is_tensor(v) else v
+                for k, v in _collate([train_set[i] for i in indices]).items()
+            }
+            with torch.autocast(device.type, enabled=scaler.is_enabled()):
+                loss = wrapped(batch, config.seed * 1_000_003 + step) / config.accumulate
+            scaler.scale(loss).backward()
+            total += loss.item()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+        last_loss = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{total:.4f}")
+        if rank == 0:
+            elapsed = time.perf_counter() - started
+            csv.writer(log).writerow([step, total, scheduler.get_last_lr()[0], elapsed])
+            log.flush()
+            if writer is not None:
+                writer.add_scalar(f"{config.stage}/loss", total, step)
+                writer.add_scalar(f"{config.stage}/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar(f"{config.stage}/step_seconds", elapsed, step)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save_checkpoint(
+                    checkpoint_path,
+                    {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step,
+                     "rng": torch.get_rng_state(), "config": dataclasses.asdict(config)},
+                )  # fmt: skip
+            if step % config.validate_every == 0 or step == config.steps:
+                result = validate(module, val_set, device)
+                if writer is not None:
+                    writer.add_scalar(f"{config.stage}/val_pq", result["All"]["pq"], step)
+    bar.close()
+    if log is not None:
+        log.close()
+    if writer is not None:
+        writer.close()
+    return {"loss": last_loss, "validation": result, "step": step, "module": module}

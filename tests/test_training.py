@@ -1,0 +1,114 @@
+"""Training: what each stage updates, exact resume, atomic checkpoints, torchrun with gloo."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gpucops.trainer import TrainConfig, load_checkpoint, save_checkpoint, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training")
+    values = {
+        "stage": "pretrain", "dataset": "synthetic", "data_root": str(folder / "data"),
+        "synthetic_images": [4, 1], "synthetic_size": [64, 96], "model": "tiny",
+        "distances": [1, 4, 8], "batch_size": 2, "steps": 2, "warmup": 1, "lr": 0.01,
+        "samples": 2, "lambda_range": [1.0, 20.0], "output_dir": str(folder / "run"),
+        "checkpoint_every": 2, "validate_every": 100, "crop_size": [48, 80],
+        "scale_range": [0.8, 1.2],
+    }  # fmt: skip
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, after, prefix):
+    keys = [k for k in before if k.startswith(prefix) and before[k].is_floating_point()]
+    return {k for k in keys if not torch.equal(before[k], after[k])}, keys
+
+
+def test_each_stage_updates_what_it_should(config_file, tmp_path):
+    config = TrainConfig.from_yaml(config_file, {"steps": 1, "output_dir": str(tmp_path / "p")})
+    torch.manual_seed(0)
+    start = _state(train(dataclasses.replace(config, steps=0))["module"])
+    pre = _state(train(config)["module"])
+    changed, keys = _changed(start, pre, "net.")
+    assert len(changed) > 0.8 * len(
+        [k for k in keys if "running" not in k and "num_batches" not in k]
+    )
+    assert not _changed(start, pre, "layer.")[0]  # the cost scalars have no pre-training loss
+    save_checkpoint(tmp_path / "init.pt", {"module": pre})
+    fine = dataclasses.replace(
+        config, stage="finetune", init_checkpoint=str(tmp_path / "init.pt"),
+        output_dir=str(tmp_path / "f"),
+    )  # fmt: skip
+    after = _state(train(fine)["module"])
+    for frozen in ("net.backbone.", "net.semantic_decoder.", "net.affinity_decoder."):
+        assert not _changed(pre, after, frozen)[0], frozen
+    batch_norm = [k for k in pre if "running_mean" in k]
+    assert all(torch.equal(pre[k], after[k]) for k in batch_norm)  # frozen statistics
+    for trained in ("net.semantic_head.", "net.semantic_predictor.", "net.classifiers.", "layer."):
+        assert _changed(pre, after, trained)[0], trained
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(config_file, tmp_path):
+    whole = TrainConfig.from_yaml(config_file, {"steps": 4, "output_dir": str(tmp_path / "a")})
+    uninterrupted = _state(train(whole)["module"])
+    half = TrainConfig.from_yaml(config_file, {"steps": 4, "output_dir": str(tmp_path / "b")})
+    train(half, stop_at=2)  # "killed" after its step-2 checkpoint
+    resumed = _state(train(half, resume=True)["module"])
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "weights": torch.ones(3)})
+
+    def crash(state, handle):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"step": 2, "weights": torch.zeros(3)})
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_bad_configs(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: pretrain\nbogus: 1\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_yaml(path)
+    path.write_text("stage: nonsense\n")
+    with pytest.raises(ValueError, match="stage"):
+        TrainConfig.from_yaml(path)
+
+
+def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "tests/torchrun_check.py"),
+         str(config_file), str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert "ranks equal" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
