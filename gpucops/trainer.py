@@ -60,6 +60,8 @@ class TrainConfig:
     affinity_top_k: float = 0.25
     affinity_loss_weight: float = 0.25
     thing_weight: float = 4.0
+    small_instance_weight: float = 3.0
+    small_instance_area: int = 4096
     pq_loss_weight: float = 10.0
     lambda_range: tuple[float, float] = (1.0, 5000.0)
     samples: int = 5
@@ -115,7 +117,11 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def _datasets(config: TrainConfig):
     root = Path(config.data_root)
-    kwargs = dict(distances=config.distances, thing_weight=config.thing_weight)
+    kwargs = dict(
+        distances=config.distances, thing_weight=config.thing_weight,
+        small_instance_weight=config.small_instance_weight,
+        small_instance_area=config.small_instance_area,
+    )  # fmt: skip
     if config.dataset == "synthetic":
         for split, count in zip(("train", "val"), config.synthetic_images, strict=True):
             if not (root / "gtFine" / f"cityscapes_panoptic_{split}_trainId.json").is_file():
@@ -162,7 +168,7 @@ class TrainingModule(nn.Module):
         config = self.config
         if config.stage == "pretrain":
             return semantic_pretraining_loss(
-                semantic.float(), batch["semantic"], top_k=config.semantic_top_k
+                semantic.float(), batch["semantic"], batch["semantic_weight"], config.semantic_top_k
             ) + affinity_pretraining_loss(
                 affinity.float(), batch["affinity_target"], batch["affinity_weight"],
                 config.affinity_top_k, config.affinity_loss_weight,

@@ -59,6 +59,9 @@ def test_loader_targets_follow_the_annotations(dataset_root):
     assert torch.equal(item["void"], item["classes"] < 0)
     assert (item["segments"][item["void"]] == -1).all()
     assert torch.equal(item["affinity_target"], cut_maps(item["segments"][None], DISTANCES)[0])
+    assert torch.equal(item["semantic_weight"] == 0, expected == 255)  # void weighs nothing
+    small = CityscapesPanoptic(dataset_root, distances=DISTANCES, small_instance_weight=3.0)[1]
+    assert (small["semantic_weight"] == 3.0).any()  # small things (all are, at 64×128)
     weight = item["affinity_weight"]
     assert set(weight.unique().tolist()) <= {0.0, 1.0, 4.0} and (weight == 4.0).any()
     # an edge with a void end has no weight

@@ -58,13 +58,22 @@ def test_each_stage_updates_what_it_should(config_file, tmp_path):
         config, stage="finetune", init_checkpoint=str(tmp_path / "init.pt"),
         output_dir=str(tmp_path / "f"),
     )  # fmt: skip
-    after = _state(train(fine)["module"])
+    module = train(fine)["module"]
+    after = _state(module)
     for frozen in ("net.backbone.", "net.semantic_decoder.", "net.affinity_decoder."):
         assert not _changed(pre, after, frozen)[0], frozen
     batch_norm = [k for k in pre if "running_mean" in k]
     assert all(torch.equal(pre[k], after[k]) for k in batch_norm)  # frozen statistics
-    for trained in ("net.semantic_head.", "net.semantic_predictor.", "net.classifiers.", "layer."):
-        assert _changed(pre, after, trained)[0], trained
+    # a trainable parameter moves exactly when the step gave it a gradient (after one
+    # pre-training step the semantic costs are tiny and may get none: the MWC labels of one
+    # class map back to the same class)
+    for name, parameter in module.named_parameters():
+        if name.startswith(("net.backbone.", "net.semantic_decoder.", "net.affinity_decoder.")):
+            assert not parameter.requires_grad, name
+        elif parameter.requires_grad:
+            moved = not torch.equal(pre[name], after[name])
+            assert moved == bool(parameter.grad is not None and parameter.grad.any()), name
+    assert _changed(pre, after, "net.classifiers.")[0] and _changed(pre, after, "layer.")[0]
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(config_file, tmp_path):
