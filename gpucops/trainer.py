@@ -60,7 +60,9 @@ class TrainConfig:
     affinity_top_k: float = 0.25
     affinity_loss_weight: float = 0.25
     thing_weight: float = 4.0
-    small_instance_weight: float = 3.0
+    # official pre-training: 3 (below 4096 pixels); on the synthetic scenes, where every thing is
+    # small, 3 collapsed the tiny model's validation PQ (seed 0: 0.207 → 0.008), so 1 by default
+    small_instance_weight: float = 1.0
     small_instance_area: int = 4096
     pq_loss_weight: float = 10.0
     lambda_range: tuple[float, float] = (1.0, 5000.0)
