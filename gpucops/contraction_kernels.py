@@ -173,16 +173,17 @@ class ContractionKernels:
         return root
 
     def _buckets(
-        self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor
+        self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor, name: str = "bucket"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
-        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` item ids."""
-        counts = self._temporary("counts", num_buckets).zero_()
+        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` item ids, kept
+        buffers under ``name`` (a second sort alive at the same time needs another name)."""
+        counts = self._temporary(f"{name} counts", num_buckets).zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
-        start = self._temporary("start", num_buckets + 1)
+        start = self._temporary(f"{name} start", num_buckets + 1)
         start[0] = 0
         torch.cumsum(counts, 0, out=start[1:])
-        slot = self._temporary("slot", int(start[-1]))
+        slot = self._temporary(f"{name} slot", int(start[-1]))
         fill = counts.zero_()
         self._launch("bucket_fill", keys.shape[0], keys.shape[0], keys, start, fill, slot)
         key_scratch = self._temporary("key scratch", slot.shape[0])
@@ -257,12 +258,10 @@ class ContractionKernels:
         self._launch("star_mark", num_clusters, num_clusters, root, in_star)
         key = self._temporary("star key", num_clusters)
         self._launch("star_keys", num_clusters, num_clusters, root, in_star, key)
-        start, slot = self._buckets(key, num_clusters, key)
-        # the second counting sort reuses the names of the first: keep copies
-        start, slot = start.clone(), slot.clone()
+        start, slot = self._buckets(key, num_clusters, key, "star")
         internal = self._temporary("low", num_edges)
         self._launch("internal_keys", num_edges, num_edges, edges, root, internal)
-        internal_start, internal_slot = self._buckets(internal, num_clusters, internal)
+        internal_start, internal_slot = self._buckets(internal, num_clusters, internal, "internal")
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
             "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),

@@ -261,7 +261,7 @@ def contract_parallel(
         costs = costs.masked_fill(label_mask[node_image], float("inf"))
     kernels = kernels_for(device) if use_kernels else None
     # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
-    edges, weights = _contract(kernels, costs, edges, edge_costs.double(), position, num_nodes)[1:]
+    edges, weights = _coalesce_edges(kernels, edges, edge_costs.double(), position, num_nodes)
 
     if split_images is None:
         split_images = device.type == "cpu"
@@ -374,13 +374,24 @@ def _contract(
     cluster to ``mapping``'s new index (sums in item order, deterministic). ``out`` names the
     kernels' kept output buffers (None: new tensors)."""
     if kernels is not None:
-        return (
-            kernels.segment_sum(costs, mapping, num_clusters, out and out + ".costs"),
-            *kernels.coalesce(edges, weights, mapping, num_clusters, out),
-        )
-    return segment_sum(costs, mapping, num_clusters), *_coalesce(
-        mapping[edges], weights, num_clusters
-    )
+        summed = kernels.segment_sum(costs, mapping, num_clusters, out and out + ".costs")
+    else:
+        summed = segment_sum(costs, mapping, num_clusters)
+    return summed, *_coalesce_edges(kernels, edges, weights, mapping, num_clusters, out)
+
+
+def _coalesce_edges(
+    kernels: ContractionKernels | None,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    mapping: torch.Tensor,
+    num_clusters: int,
+    out: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges mapped by ``mapping`` and coalesced, on the kernels or in torch (same result)."""
+    if kernels is not None:
+        return kernels.coalesce(edges, weights, mapping, num_clusters, out)
+    return _coalesce(mapping[edges], weights, num_clusters)
 
 
 def _coalesce(

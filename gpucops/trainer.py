@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +24,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .data import CityscapesPanoptic, CocoPanoptic, write_synthetic_cityscapes
+from .data import (
+    CityscapesPanoptic,
+    CocoPanoptic,
+    labeling_to_panoptic,
+    segments_info,
+    write_synthetic_cityscapes,
+)
 from .layer import AMWCLayer
 from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
 from .metrics import PanopticQuality
@@ -76,7 +82,6 @@ class TrainConfig:
     output_dir: str = "runs/synthetic"
     checkpoint_every: int = 50
     validate_every: int = 50
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -231,15 +236,13 @@ def _batch_indices(size: int, step: int, config: TrainConfig, rank: int, world: 
     return chunk[rank * config.batch_size : (rank + 1) * config.batch_size].tolist(), epoch
 
 
-def _panoptic(classes: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """Segment ids (0 = void) and ``segments_info`` of one labeling ``[H, W]``."""
-    keep = segments >= 0
-    info = [
-        {"id": int(s) + 1, "category_id": int(classes[segments == s][0]),
-         "area": int((segments == s).sum()), "iscrowd": 0}
-        for s in segments[keep].unique()
-    ]  # fmt: skip
-    return torch.where(keep, segments + 1, 0), info
+def _panoptic(classes: torch.Tensor, segments: torch.Tensor) -> tuple:
+    """Segment ids (0 = void) and ``segments_info`` of one labeling ``[H, W]`` (category =
+    class index; segment −1 = void)."""
+    ids, categories = labeling_to_panoptic(
+        classes, segments, list(range(int(classes.max()) + 1)), keep=segments >= 0
+    )
+    return ids, segments_info(ids, categories)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ average pooling (the official head pools with a kernel fixed by the training cro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,6 @@ class ModelConfig:
     classifier_channels: tuple[int, int] = (128, 64)  # d > 1; d = 1 uses half of each
     aspp_dilations: tuple[int, ...] = (6, 12, 18)
     dropout: float = 0.1
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def tiny(cls, num_classes: int = 19, distances: tuple[int, ...] = (1, 4, 16, 32)):
