@@ -21,11 +21,7 @@ from gpucops.cli import format_table
 from gpucops.layer import AMWCLayer
 from gpucops.losses import panoptic_quality_loss
 from gpucops.synthetic import make_problem
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from gpucops.timing import synchronize
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -40,16 +36,16 @@ def run(args: argparse.Namespace) -> dict:
     for repeat in range(args.repeats + 1):  # the first is a warm-up
         semantic = (-p.node_costs).requires_grad_()
         affinity = (-p.edge_costs).requires_grad_()
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         out = layer(semantic, affinity, p.classes, p.segments, seed=repeat)
         loss = panoptic_quality_loss(
             out.prediction, out.target, out.channel_classes, thresholds, loss_weight=10
         )
-        _synchronize(device)
+        synchronize(device)
         middle = time.perf_counter()
         loss.backward()
-        _synchronize(device)
+        synchronize(device)
         end = time.perf_counter()
         if repeat:
             forward_times.append(middle - start)

@@ -14,47 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
 import gpucops
 from gpucops.cli import format_table
+from gpucops.objective import trivial_objective
 from gpucops.synthetic import make_problem
+from gpucops.timing import median_time
 
 CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(function, device: torch.device, repeats: int) -> tuple[object, float]:
-    result = function()  # warm-up (kernel builds, caches)
-    times = []
-    for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        result = function()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times)
-
-
-def _trivial(problem) -> torch.Tensor:
-    batch, _, height, width = problem.node_costs.shape
-    singletons = torch.arange(height * width, device=problem.node_costs.device)
-    singletons = singletons.view(1, height, width).expand(batch, -1, -1)
-    return gpucops.objective(
-        problem.node_costs,
-        problem.edge_costs,
-        problem.partitionable,
-        problem.node_costs.argmin(dim=1),
-        singletons,
-        problem.distances,
-    )
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -77,7 +46,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     device=device,
                 )
                 solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
-                parallel, parallel_s = _timed(
+                parallel, parallel_s = median_time(
                     lambda a=solve_args: gpucops.solve(
                         *a, epsilon=args.epsilon, threshold=args.threshold
                     ),
@@ -94,8 +63,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "parallel_objective": parallel.objective.sum().item(),
                 }
                 if height * width * batch <= args.sequential_limit:
-                    trivial = _trivial(p)
-                    sequential, sequential_s = _timed(
+                    trivial = trivial_objective(*solve_args)
+                    sequential, sequential_s = median_time(
                         lambda a=solve_args: gpucops.solve(*a, method="sequential"), device, 1
                     )
                     gains = (trivial - parallel.objective) / (trivial - sequential.objective)

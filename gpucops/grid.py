@@ -30,6 +30,7 @@ __all__ = [
     "edge_weight_maps",
     "grid_edges",
     "grid_to_graph",
+    "stride_samples",
 ]
 
 
@@ -38,6 +39,14 @@ def edge_offsets(distance: int) -> tuple[int, int]:
     if distance == 1:
         return 0, 1
     return (distance + 1) // 2, distance // 2
+
+
+def stride_samples(length: int, stride: int) -> torch.Tensor:
+    """The pixel each cell of a stride-``stride`` grid samples along an axis of ``length``
+    pixels: ``stride·i + stride // 2`` (the official target generator's ``[s//2::s]``) for
+    ``⌈length / stride⌉`` cells, the last pixel for a partial last cell."""
+    cells = torch.arange(-(-length // stride))
+    return (cells * stride + stride // 2).clamp(max=length - 1)
 
 
 @functools.lru_cache(maxsize=32)

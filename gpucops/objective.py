@@ -21,7 +21,7 @@ from ._validate import (
 from .grid import edge_offsets
 from .segment import segment_sum
 
-__all__ = ["cut_edges", "objective", "objective_graph"]
+__all__ = ["cut_edges", "objective", "objective_graph", "trivial_objective"]
 
 
 def cut_edges(
@@ -143,3 +143,19 @@ def objective(
             costs = edge_costs[:, 2 * i + 1, :, before : width - after].double()
             total = total + torch.where(cut, costs, 0.0).sum(dim=(1, 2))
     return total
+
+
+def trivial_objective(
+    node_costs: torch.Tensor,
+    edge_costs: torch.Tensor,
+    partitionable: torch.Tensor,
+    distances: tuple[int, ...],
+) -> torch.Tensor:
+    """``[B]`` objective of the trivial labeling — the cheapest class per pixel, every pixel its
+    own cluster — the baseline of the quality ratio (trivial − solver) / (trivial − reference)."""
+    batch, _, height, width = node_costs.shape
+    singletons = torch.arange(height * width, device=node_costs.device)
+    singletons = singletons.view(1, height, width).expand(batch, -1, -1)
+    return objective(
+        node_costs, edge_costs, partitionable, node_costs.argmin(dim=1), singletons, distances
+    )

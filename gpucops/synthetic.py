@@ -28,6 +28,7 @@ __all__ = [
     "class_roles",
     "make_problem",
     "make_scene",
+    "noisy_costs",
 ]
 
 CITYSCAPES_CLASSES = (
@@ -237,6 +238,29 @@ def _edge_cost_maps(
     return maps
 
 
+def noisy_costs(
+    classes: torch.Tensor,
+    segments: torch.Tensor,
+    num_classes: int,
+    distances: tuple[int, ...],
+    generator: torch.Generator,
+    node_noise: float = 0.6,
+    edge_noise: float = 1.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Costs a trained network might give for the ground truth ``classes``, ``segments``
+    ``[H, W]`` (int64; class −1 = void, where the node costs are noise only): node costs
+    ``[K, H, W]`` = ``−(3·onehot(class) + node_noise·(correlated + white noise))`` and edge costs
+    ``[2·|D|, H, W]`` = ``±2/(1 + 0.15·i) + edge_noise·(correlated + white noise)`` for distance
+    index i, positive where both end-points share a segment. Float32, on the CPU."""
+    height, width = classes.shape
+    radius = max(1, min(height, width) // 32)
+    noise = _smooth_noise((1, num_classes, height, width), generator, radius)[0]
+    noise = noise + torch.randn((num_classes, height, width), generator=generator)
+    one_hot = F.one_hot(classes.clamp(min=0), num_classes).permute(2, 0, 1).float()
+    logits = 3.0 * one_hot * (classes >= 0) + node_noise * noise
+    return -logits, _edge_cost_maps(segments, distances, generator, 2.0, edge_noise)
+
+
 @dataclass(frozen=True)
 class SyntheticProblem:
     """A batch of synthetic grid AMWC problems with their ground truth.
@@ -271,9 +295,7 @@ def make_problem(
 ) -> SyntheticProblem:
     """A seeded batch of Cityscapes-like (K = 19) or COCO-like (K = 133) AMWC problems.
 
-    Node costs are ``−(3·onehot(gt) + node_noise·(correlated + white noise))``; edge costs are
-    ``±2/(1 + 0.15·i) + edge_noise·(correlated + white noise)`` for distance index i (positive
-    where both end-points share a ground-truth segment).
+    Each image is a :func:`make_scene` with :func:`noisy_costs`.
     """
     if batch < 0:
         raise ValueError(f"batch must be ≥ 0, got {batch}")
@@ -285,12 +307,11 @@ def make_problem(
     for b in range(batch):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
         classes, segments = make_scene(height, width, num_classes, generator)
-        radius = max(1, min(height, width) // 32)
-        noise = _smooth_noise((1, num_classes, height, width), generator, radius)[0]
-        noise = noise + torch.randn((num_classes, height, width), generator=generator)
-        logits = 3.0 * F.one_hot(classes, num_classes).permute(2, 0, 1).float() + node_noise * noise
-        node_costs.append(-logits)
-        edge_costs.append(_edge_cost_maps(segments, distances, generator, 2.0, edge_noise))
+        nodes, edges = noisy_costs(
+            classes, segments, num_classes, distances, generator, node_noise, edge_noise
+        )
+        node_costs.append(nodes)
+        edge_costs.append(edges)
         all_classes.append(classes)
         all_segments.append(segments)
 

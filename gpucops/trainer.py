@@ -353,7 +353,8 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
                     checkpoint_path,
                     {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "step": step,
-                     "rng": torch.get_rng_state(), "config": dataclasses.asdict(config)},
+                     "rng": torch.get_rng_state(), "config": dataclasses.asdict(config),
+                     "categories": train_set.categories},
                 )  # fmt: skip
             if step % config.validate_every == 0 or step == config.steps:
                 result = validate(module, val_set, device)

@@ -4,6 +4,7 @@ ground truth."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,17 +63,17 @@ def panoptic_colors(
 def save_comparison(
     path: str | Path,
     image: np.ndarray | None,
-    prediction: tuple[torch.Tensor, torch.Tensor],
-    ground_truth: tuple[torch.Tensor, torch.Tensor] | None,
+    labelings: Sequence[tuple[torch.Tensor, torch.Tensor]],
     partitionable: torch.Tensor,
 ) -> None:
-    """Save [image | prediction | ground truth] side by side as a PNG (labelings ``(classes,
-    segments)``; smaller labelings, e.g. at stride 4, are scaled up to the image by repetition)."""
+    """Save [image | labeling | labeling | …] side by side as a PNG (e.g. prediction, then
+    ground truth; each a ``(classes, segments)`` pair; labelings smaller than the image, e.g. at
+    stride 4, are scaled up to it by repetition)."""
+    if image is None and not labelings:
+        raise ValueError("save_comparison needs an image or at least one labeling")
     panels = [] if image is None else [image]
-    height, width = (image.shape[:2]) if image is not None else prediction[0].shape
-    for labeling in (prediction, ground_truth):
-        if labeling is None:
-            continue
+    height, width = image.shape[:2] if image is not None else labelings[0][0].shape
+    for labeling in labelings:
         classes, segments = (np.asarray(torch.as_tensor(x).cpu()) for x in labeling)
         factor_h, factor_w = height // classes.shape[0], width // classes.shape[1]
         classes = classes.repeat(factor_h, 0).repeat(factor_w, 1)
@@ -80,4 +81,5 @@ def save_comparison(
         pad = ((0, height - classes.shape[0]), (0, width - classes.shape[1]))
         classes, segments = np.pad(classes, pad, constant_values=-1), np.pad(segments, pad)
         panels.append(panoptic_colors(classes, segments, partitionable, image))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)

@@ -121,7 +121,7 @@ def test_overlay_pictures(dataset_root, tmp_path):
         )
     )
     labeling = (item["classes"], item["segments"])
-    save_comparison(tmp_path / "c.png", image, labeling, labeling, partitionable)
+    save_comparison(tmp_path / "c.png", image, [labeling, labeling], partitionable)
     assert Image.open(tmp_path / "c.png").size == (3 * 128, 64)
 
 

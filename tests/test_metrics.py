@@ -152,6 +152,17 @@ def test_semantic_iou():
     assert result["miou"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
     with pytest.raises(ValueError, match="target classes"):
         metric.update(torch.tensor([0]), torch.tensor([5]))
+    with pytest.raises(ValueError, match="prediction classes"):
+        metric.update(torch.tensor([3]), torch.tensor([0]))
+
+
+def test_semantic_iou_counts_an_unlabelled_prediction_as_a_miss():
+    metric = SemanticIoU(2)
+    # class 0: 2 pixels, one predicted "no class" (−1); class 1: 2 pixels, one "no class" (255)
+    metric.update(torch.tensor([0, -1, 1, 255]), torch.tensor([0, 0, 1, 1]))
+    result = metric.compute()
+    assert result["per_class"] == pytest.approx([0.5, 0.5])
+    assert result["accuracy"] == pytest.approx(0.5)
 
 
 def _band_by_definition(mask: np.ndarray, width: int) -> np.ndarray:

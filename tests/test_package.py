@@ -1,4 +1,4 @@
-"""Packaging: kernels/ and cuda/ ship inside gpucops; the demo command runs."""
+"""Packaging: kernels/ and cuda/ ship inside gpucops."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import importlib
 import subprocess
 import sys
 from importlib import resources
-
-from gpucops.cli import main
 
 
 def test_kernels_and_cuda_are_subpackages_of_gpucops(tmp_path):
@@ -20,9 +18,3 @@ def test_kernels_and_cuda_are_subpackages_of_gpucops(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True
     )
     assert out.stdout.strip() == "None None", out.stderr
-
-
-def test_demo_prints_a_table(capsys):
-    main(["demo", "--height", "16", "--width", "32", "--batch", "1"])
-    out = capsys.readouterr().out
-    assert "trivial obj" in out and "16×32" in out and "8×16" in out

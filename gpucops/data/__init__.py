@@ -2,8 +2,10 @@
 
 from .panoptic_dataset import CityscapesPanoptic, CocoPanoptic, PanopticDataset
 from .panoptic_files import (
+    PanopticWriter,
     id2rgb,
     labeling_to_panoptic,
+    panoptic_pairs,
     read_panoptic_json,
     read_panoptic_png,
     rgb2id,
@@ -18,8 +20,10 @@ __all__ = [
     "CityscapesPanoptic",
     "CocoPanoptic",
     "PanopticDataset",
+    "PanopticWriter",
     "id2rgb",
     "labeling_to_panoptic",
+    "panoptic_pairs",
     "read_panoptic_json",
     "read_panoptic_png",
     "rgb2id",

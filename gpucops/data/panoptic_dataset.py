@@ -83,6 +83,10 @@ class PanopticDataset(Dataset):
         categories = sorted(document["categories"], key=lambda c: c["id"])
         # dataset category id → contiguous class index (the identity for Cityscapes train ids)
         self.class_of = {c["id"]: k for k, c in enumerate(categories)}
+        self.categories = [
+            {key: c[key] for key in ("id", "name", "isthing", "color") if key in c}
+            for c in categories
+        ]
         self.class_names = [c["name"] for c in categories]
         self.partitionable = torch.tensor([bool(c["isthing"]) for c in categories])
         self.num_classes = len(categories)

@@ -8,6 +8,7 @@ This is the format of COCO panoptic and of the panoptic ground truth that citysc
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 from PIL import Image
 
 __all__ = [
+    "PanopticWriter",
     "id2rgb",
     "labeling_to_panoptic",
+    "panoptic_pairs",
     "read_panoptic_json",
     "read_panoptic_png",
     "rgb2id",
@@ -119,3 +122,89 @@ def read_panoptic_json(path: str | Path) -> dict:
         if key not in document:
             raise ValueError(f"panoptic JSON {path} has no {key!r} list")
     return document
+
+
+def panoptic_pairs(
+    gt_json: str | Path, gt_dir: str | Path, pred_json: str | Path, pred_dir: str | Path
+) -> tuple[list[dict], Iterator[tuple[dict, np.ndarray, dict, np.ndarray]]]:
+    """The ground truth's ``categories`` and, lazily, per ground-truth image: (ground-truth
+    annotation, its segment ids ``[H, W]``, the prediction's annotation, its segment ids) — the
+    inputs of the official panoptic evaluation. Every ground-truth image needs a prediction of
+    its size, with its ``image_id`` or else a PNG of the same name (COCO's integer ids)."""
+    gt_document, pred_document = read_panoptic_json(gt_json), read_panoptic_json(pred_json)
+    by_id = {a["image_id"]: a for a in pred_document["annotations"]}
+    by_name = {Path(a["file_name"]).stem: a for a in pred_document["annotations"]}
+
+    def prediction(gt_annotation: dict) -> dict | None:
+        found = by_id.get(gt_annotation["image_id"])
+        return found if found is not None else by_name.get(Path(gt_annotation["file_name"]).stem)
+
+    missing = [a["image_id"] for a in gt_document["annotations"] if prediction(a) is None]
+    if missing:
+        raise ValueError(f"{pred_json} has no prediction for the image(s) {missing[:5]}")
+
+    def pairs() -> Iterator[tuple[dict, np.ndarray, dict, np.ndarray]]:
+        for gt_annotation in gt_document["annotations"]:
+            pred_annotation = prediction(gt_annotation)
+            gt_ids = read_panoptic_png(Path(gt_dir) / gt_annotation["file_name"])
+            pred_ids = read_panoptic_png(Path(pred_dir) / pred_annotation["file_name"])
+            if gt_ids.shape != pred_ids.shape:
+                raise ValueError(
+                    f"prediction {pred_annotation['file_name']} is {pred_ids.shape[0]}×"
+                    f"{pred_ids.shape[1]}, its ground truth {gt_ids.shape[0]}×{gt_ids.shape[1]}"
+                )
+            yield gt_annotation, gt_ids, pred_annotation, pred_ids
+
+    return gt_document["categories"], pairs()
+
+
+class PanopticWriter:
+    """Writes the predictions of a dataset as COCO-panoptic files: a PNG per image into
+    ``folder`` and, on :meth:`close`, one JSON at ``json_path`` (``folder`` + ``.json`` by
+    default) listing every image's ``segments_info``.
+
+    Args:
+        folder: where the PNGs go (created).
+        categories: the dataset's categories in class order (``id``, ``name``, ``isthing``):
+            class k of a labeling is written as ``categories[k]["id"]``.
+    """
+
+    def __init__(
+        self, folder: str | Path, categories: list[dict], json_path: str | Path | None = None
+    ):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.json_path = (
+            Path(json_path) if json_path is not None else self.folder.with_suffix(".json")
+        )
+        self.categories = list(categories)
+        self.annotations: list[dict] = []
+        self.images: list[dict] = []
+
+    def add(
+        self,
+        image_id: str,
+        classes: torch.Tensor,
+        segments: torch.Tensor,
+        scores: dict[int, float] | None = None,
+    ) -> Path:
+        """Add one labeling (``classes``, ``segments`` ``[H, W]``; segment −1 = void) with
+        optional instance ``scores`` by segment (written as ``score`` in ``segments_info``);
+        returns the PNG's path."""
+        category_ids = [c["id"] for c in self.categories]
+        ids, categories = labeling_to_panoptic(classes, segments, category_ids, keep=segments >= 0)
+        info = segments_info(ids, categories)
+        for entry in info:  # panoptic ids are segment + 1
+            if scores is not None and entry["id"] - 1 in scores:
+                entry["score"] = float(scores[entry["id"] - 1])
+        name = f"{image_id}.png"
+        write_panoptic_png(self.folder / name, ids)
+        self.annotations.append({"image_id": image_id, "file_name": name, "segments_info": info})
+        height, width = ids.shape
+        self.images.append({"id": image_id, "file_name": name, "height": height, "width": width})
+        return self.folder / name
+
+    def close(self) -> Path:
+        """Write the JSON; returns its path."""
+        write_panoptic_json(self.json_path, self.annotations, self.categories, self.images)
+        return self.json_path

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..grid import edge_values_to_maps, grid_edges
+from ..grid import edge_values_to_maps, grid_edges, stride_samples
 
 __all__ = ["Instance", "cityscapes_ap", "coco_ap", "instance_scores"]
 
@@ -48,6 +48,13 @@ def instance_scores(
     """
     height, width = affinity_logits.shape[-2:]
     edges, _ = grid_edges(height, width, distances, affinity_logits.device)
+    rows = stride_samples(classes.shape[0], stride).to(classes.device)
+    cols = stride_samples(classes.shape[1], stride).to(classes.device)
+    if (len(rows), len(cols)) != (height, width):
+        raise ValueError(
+            f"affinity_logits {height}×{width} is not the stride-{stride} grid of the "
+            f"{classes.shape[0]}×{classes.shape[1]} labeling"
+        )
     results = []
     for segment in segments.unique().tolist():
         mask = segments == segment
@@ -55,7 +62,7 @@ def instance_scores(
         if segment < 0 or category < 0 or not bool(partitionable[category]):
             continue
         semantic = float(semantic_logits[category][mask].float().mean())
-        small = mask[stride // 2 :: stride, stride // 2 :: stride].flatten()
+        small = mask[rows][:, cols].flatten()
         first, second = small[edges[:, 0]], small[edges[:, 1]]
         values = torch.stack([first ^ second, first & second]).float()
         cut, join = edge_values_to_maps(values, height, width, distances)

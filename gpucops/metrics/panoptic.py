@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_erosion
 
-from ..data.panoptic_files import read_panoptic_json, read_panoptic_png
+from ..data.panoptic_files import panoptic_pairs
 
 __all__ = ["PanopticQuality", "boundary_band", "panoptic_quality"]
 
@@ -191,21 +191,12 @@ def panoptic_quality(
     ``boundary_ratio``, see :class:`PanopticQuality`).
 
     Returns the dict of :meth:`PanopticQuality.compute` — the shape of cityscapesscripts'
-    ``evaluatePanoptic`` result. Every ground-truth image needs a prediction.
+    ``evaluatePanoptic`` result. Every ground-truth image needs a prediction of its size.
     """
-    gt_document, pred_document = read_panoptic_json(gt_json), read_panoptic_json(pred_json)
-    categories = {c["id"]: bool(c["isthing"]) for c in gt_document["categories"]}
-    metric = PanopticQuality(categories, boundary_ratio)
-    predictions = {a["image_id"]: a for a in pred_document["annotations"]}
-    for gt_annotation in gt_document["annotations"]:
-        image_id = gt_annotation["image_id"]
-        if image_id not in predictions:
-            raise ValueError(f"no prediction for the image with id {image_id!r}")
-        pred_annotation = predictions[image_id]
+    categories, pairs = panoptic_pairs(gt_json, gt_dir, pred_json, pred_dir)
+    metric = PanopticQuality({c["id"]: bool(c["isthing"]) for c in categories}, boundary_ratio)
+    for gt_annotation, gt_ids, pred_annotation, pred_ids in pairs:
         metric.update(
-            read_panoptic_png(Path(gt_dir) / gt_annotation["file_name"]),
-            gt_annotation["segments_info"],
-            read_panoptic_png(Path(pred_dir) / pred_annotation["file_name"]),
-            pred_annotation["segments_info"],
+            gt_ids, gt_annotation["segments_info"], pred_ids, pred_annotation["segments_info"]
         )
     return metric.compute()

@@ -1,0 +1,197 @@
+"""``gpucops bench``: inference timings at stride 4 and at full resolution.
+
+For each image size and batch size: the COPS network (``--model``, random weights, random
+images) with its cost kernels; the AMWC solve on the stride-4 grid and on the full-resolution
+grid (:func:`gpucops.inference.full_resolution_costs`) by the parallel solver on ``--device``
+(and on the CPU host build too when that is a GPU); the sequential reference in the same run
+where the problem is small enough (``--sequential-limit``); and the whole inference (network,
+costs, upsampling, solve, labels at image size). Medians over ``--repeats`` after ``--warmup``
+calls, device synchronised; peak memory: CUDA's allocator peak per configuration, on a CPU the
+process's peak resident set so far.
+
+The solver always gets synthetic street-scene costs of the network's output shape
+(:func:`gpucops.synthetic.make_problem`), so its timings do not depend on what an untrained
+network happens to output. For comparison, the published COPS (supplementary Table 8, sequential
+CPU solver, batch 1): 2 s per image at stride 4, 15 s at full resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+from pathlib import Path
+
+import torch
+
+from ..inference import full_resolution_costs, upsample_labels
+from ..layer import AMWCLayer
+from ..model import COPSNet, ModelConfig
+from ..objective import trivial_objective
+from ..solve import solve
+from ..synthetic import class_roles, make_problem
+from ..timing import median_time
+from .predict import resolve_device
+from .table import format_table
+
+__all__ = ["add_parser", "run"]
+
+STRIDE = 4
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is HEIGHTxWIDTH, got {text!r}") from None
+    if height < 4 * STRIDE or width < 4 * STRIDE:
+        raise argparse.ArgumentTypeError(f"sizes start at {4 * STRIDE}x{4 * STRIDE}, got {text}")
+    return height, width
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def _measure(args, device, model, layer, size, batch) -> list[dict]:
+    """Every row of one (size, batch)."""
+    height, width = size
+    grid = (-(-height // STRIDE), -(-width // STRIDE))
+    distances = layer.distances
+    images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, device=device)
+    problem = make_problem(batch, *grid, args.classes, distances, seed=0, device=device)
+
+    def network() -> tuple[torch.Tensor, torch.Tensor]:
+        semantic, affinity = model(images.float() / 255)
+        return layer.costs(semantic[..., : grid[0], : grid[1]], affinity[..., : grid[0], : grid[1]])
+
+    _, model_s = median_time(network, device, args.repeats, args.warmup)
+    rows = []
+    for resolution in args.resolutions:
+        full = resolution == "full"
+        node_costs, edge_costs, solve_distances = (
+            full_resolution_costs(problem.node_costs, problem.edge_costs, distances, size, STRIDE)
+            if full else (problem.node_costs, problem.edge_costs, distances)
+        )  # fmt: skip
+        inputs = (node_costs, edge_costs, problem.partitionable, solve_distances)
+        labeling, solver_s = median_time(
+            lambda i=inputs: solve(*i), device, args.repeats, args.warmup
+        )
+        row = {
+            "size": f"{height}x{width}", "batch": batch, "resolution": resolution,
+            "grid": f"{node_costs.shape[-2]}x{node_costs.shape[-1]}", "K": args.classes,
+            "device": str(device), "model_s": model_s, "solver_s": solver_s,
+            "rounds": labeling.info.get("rounds"),
+        }  # fmt: skip
+        if device.type != "cpu":
+            host = tuple(x.cpu() if torch.is_tensor(x) else x for x in inputs)
+            _, row["solver_cpu_s"] = median_time(lambda i=host: solve(*i), "cpu", 1, 1)
+        if batch * node_costs.shape[-2] * node_costs.shape[-1] <= args.sequential_limit:
+            reference, row["sequential_s"] = median_time(
+                lambda i=inputs: solve(*i, method="sequential"), device, 1, 0
+            )
+            trivial = trivial_objective(*inputs)
+            gained = (trivial - labeling.objective) / (trivial - reference.objective)
+            row["speedup"] = row["sequential_s"] / solver_s
+            row["quality"] = float(gained.min())
+
+        def inference(full=full) -> torch.Tensor:
+            network()  # the solver gets the synthetic costs instead (module docstring)
+            nodes, edges, used = problem.node_costs, problem.edge_costs, distances
+            if full:
+                nodes, edges, used = full_resolution_costs(nodes, edges, distances, size, STRIDE)
+            result = solve(nodes, edges, problem.partitionable, used)
+            return result.segments if full else upsample_labels(result.segments, size, STRIDE)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _, row["inference_s"] = median_time(inference, device, args.repeats, args.warmup)
+        row["ms_per_image"] = 1000 * row["inference_s"] / batch
+        row["peak_memory_mb"] = _peak_memory_mb(device)
+        rows.append(row)
+    return rows
+
+
+def _format(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.repeats < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
+        raise ValueError("--repeats and --batch-sizes must be ≥ 1, --warmup ≥ 0")
+    device = resolve_device(args.device)
+    distances = tuple(args.distances)
+    preset = ModelConfig.tiny if args.model == "tiny" else ModelConfig
+    model = COPSNet(preset(num_classes=args.classes, distances=distances)).to(device).eval()
+    _, partitionable = class_roles(args.classes)
+    layer = AMWCLayer(partitionable, distances).to(device).eval()
+    rows = []
+    with torch.no_grad():
+        for size in args.sizes:
+            for batch in args.batch_sizes:
+                rows += _measure(args, device, model, layer, size, batch)
+                print(f"measured {size[0]}x{size[1]} batch {batch}", flush=True)
+    columns = [
+        ("size", "size"), ("batch", "B"), ("resolution", "resolution"), ("grid", "grid"),
+        ("model_s", "model s"), ("solver_s", f"solver s ({device.type})"),
+        ("solver_cpu_s", "solver s (cpu)"), ("sequential_s", "sequential s"),
+        ("speedup", "speed-up"), ("quality", "quality"), ("inference_s", "inference s"),
+        ("ms_per_image", "ms/image"), ("peak_memory_mb", "peak MB"), ("rounds", "rounds"),
+    ]  # fmt: skip
+    columns = [(key, name) for key, name in columns if any(key in row for row in rows)]
+    print(f"\n{args.model} model, K = {args.classes}, D = {distances} (stride 4), {device}")
+    print(
+        format_table(
+            [n for _, n in columns], [[_format(r.get(k)) for k, _ in columns] for r in rows]
+        )
+    )
+    print(
+        "speed-up: over the sequential reference; quality: (trivial − parallel) / (trivial − "
+        "sequential) objective, worst image. Published COPS (Table 8, CPU, batch 1): stride 4 "
+        "2 s/image, full resolution 15 s/image."
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+        print(f"written: {args.json}")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "bench",
+        help="time the model, the solver backends and the whole inference, stride 4 vs full",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sizes", type=_size, nargs="+", default=[(256, 512), (1024, 2048)],
+        help="image sizes HEIGHTxWIDTH (default: 256x512 1024x2048)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes (default: 1)"
+    )
+    parser.add_argument("--classes", type=int, default=19, help="K (default: 19)")
+    parser.add_argument(
+        "--distances", type=int, nargs="+", default=[1, 4, 16, 32, 64],
+        help="affinity distances on the stride-4 grid (default: 1 4 16 32 64)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resolutions", nargs="+", choices=["stride4", "full"], default=["stride4", "full"],
+        help="where to solve (default: both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", choices=["tiny", "full"], default="full",
+        help="network size: full (ResNet-50, the paper's) or tiny (default: full)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default: auto)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default: 1)")
+    parser.add_argument(
+        "--sequential-limit", type=int, default=8 * 131072,
+        help="time the sequential reference up to this many nodes per batch (default: 1048576)",
+    )  # fmt: skip
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    return parser

@@ -1,0 +1,175 @@
+"""``gpucops predict``: panoptic predictions for a folder of images with a trained checkpoint.
+
+Reads every ``.png``/``.jpg``/``.jpeg`` of ``--images`` (sorted by name; images of one size are
+batched), runs the network and the AMWC solver, and writes to ``--out``: ``panoptic/<name>.png``
++ ``panoptic.json`` (COCO panoptic; category ids and names from the checkpoint — what
+``train/train.py`` stored from its dataset — or from ``--categories``; each thing segment with
+its instance score, supplementary eq. 12) and ``overlays/<name>.png`` (image | prediction).
+Image ids are the file names without extension (and without Cityscapes' ``_leftImg8bit``), so
+``gpucops evaluate`` pairs them with the ground truth; segments smaller than ``--thing-area`` /
+``--stuff-area`` pixels become void, as in COPS' inference.
+
+By default the solver runs on the network's stride-4 grid and the labels are upsampled ×4 (as
+COPS does). ``--full-resolution`` solves on the image's own grid instead: the stride-4 costs
+upsampled ×4 (bilinear) and the distances ×4 so they span the same image distances, plus the
+distance-1 edges (see :mod:`gpucops.inference`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..data import PanopticWriter, read_panoptic_json
+from ..inference import Predictor, remove_small_segments
+from ..metrics import instance_scores
+from ..visualize import save_comparison
+
+__all__ = ["add_parser", "find_images", "image_id", "resolve_device", "run"]
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else the CPU; a clear error for CUDA without a GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return device
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """The images of ``folder`` (by extension, sorted); errors for a missing or empty folder and
+    for two images with one name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--images {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    if not paths:
+        raise ValueError(f"--images {folder} holds no {'/'.join(EXTENSIONS)} files")
+    ids = [image_id(p) for p in paths]
+    clashes = sorted({i for i in ids if ids.count(i) > 1})
+    if clashes:
+        raise ValueError(f"--images: several images have the id {clashes[0]!r}")
+    return paths
+
+
+def image_id(path: Path) -> str:
+    """The image id of an image file: its name without extension and without Cityscapes'
+    ``_leftImg8bit`` suffix (so predictions meet the ground truth's ids)."""
+    return path.stem.removesuffix("_leftImg8bit")
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+
+
+def _batches(paths: list[Path], batch_size: int):
+    """Batches of (paths, uint8 [B, 3, H, W]) with one size each, in name order per size."""
+    images = [(path, _read(path)) for path in paths]
+    images.sort(key=lambda item: item[1].shape[:2])  # stable: name order within a size
+    for _, group in groupby(images, key=lambda item: item[1].shape[:2]):
+        group = list(group)
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            stacked = torch.from_numpy(np.stack([image for _, image in chunk])).permute(0, 3, 1, 2)
+            yield [path for path, _ in chunk], [image for _, image in chunk], stacked
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    paths = find_images(args.images)
+    categories = None
+    if args.categories:
+        categories = sorted(
+            read_panoptic_json(args.categories)["categories"], key=lambda c: c["id"]
+        )
+    predictor = Predictor(args.checkpoint, resolve_device(args.device), categories)
+    out = Path(args.out)
+    writer = PanopticWriter(out / "panoptic", predictor.categories)
+    seconds = {"model": 0.0, "solver": 0.0}
+    with tqdm(total=len(paths), unit="image", desc="predicting") as bar:
+        for names, images, batch in _batches(paths, args.batch_size):
+            prediction = predictor(batch, full_resolution=args.full_resolution)
+            classes_batch = prediction.labeling.classes.cpu()
+            segments_batch = remove_small_segments(
+                classes_batch, prediction.labeling.segments.cpu(), predictor.partitionable,
+                args.thing_area, args.stuff_area,
+            )  # fmt: skip
+            for key in seconds:
+                seconds[key] += prediction.seconds[key]
+            semantic = F.interpolate(
+                prediction.semantic_logits, scale_factor=Predictor.STRIDE, mode="bilinear",
+                align_corners=False,
+            )[..., : batch.shape[-2], : batch.shape[-1]]  # fmt: skip
+            for index, (path, image) in enumerate(zip(names, images, strict=True)):
+                classes, segments = classes_batch[index], segments_batch[index]
+                scores = instance_scores(
+                    semantic[index].cpu(), prediction.affinity_logits[index].cpu(), classes,
+                    segments, predictor.partitionable, predictor.distances, Predictor.STRIDE,
+                )  # fmt: skip
+                writer.add(image_id(path), classes, segments, {s: score for s, _, score in scores})
+                if not args.no_overlays:
+                    save_comparison(
+                        out / "overlays" / f"{image_id(path)}.png", image, [(classes, segments)],
+                        predictor.partitionable,
+                    )  # fmt: skip
+                bar.update(1)
+    json_path = writer.close()
+    count = len(paths)
+    print(
+        f"{count} images → {json_path} and {writer.folder}/ "
+        f"({'full resolution' if args.full_resolution else 'stride 4'}, {predictor.device}; "
+        f"model {seconds['model'] / count:.3f} s/image, solver {seconds['solver'] / count:.3f} "
+        "s/image)"
+    )
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "predict",
+        help="panoptic predictions (PNG + JSON, overlays) for a folder of images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of train/train.py")
+    parser.add_argument("--images", required=True, help="folder of .png/.jpg/.jpeg images")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--full-resolution", action="store_true",
+        help="solve on the image's own grid instead of the stride-4 grid",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, …"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default: 4)")
+    parser.add_argument(
+        "--categories",
+        help="a COCO-panoptic JSON whose categories name the checkpoint's classes (default: "
+        "those stored in the checkpoint)",
+    )
+    parser.add_argument(
+        "--thing-area", type=float, default=200,
+        help="thing segments below this many pixels become void (default: 200, Cityscapes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stuff-area", type=float, default=2048,
+        help="stuff segments below this many pixels become void (default: 2048, Cityscapes; "
+        "COCO: 4096)",
+    )  # fmt: skip
+    parser.add_argument("--no-overlays", action="store_true", help="skip the overlay pictures")
+    return parser

@@ -1,0 +1,200 @@
+"""The ``gpucops`` command line, run as a user runs it (subprocesses) on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gpucops.cli import main
+from gpucops.data import read_panoptic_json, read_panoptic_png
+from gpucops.metrics import panoptic_quality
+from gpucops.trainer import TrainConfig, train
+
+
+def gpucops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gpucops", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=600,
+    )  # fmt: skip
+
+
+def _one_line_error(args: list[str], needle: str, capsys) -> None:
+    """The command (in process: the same ``main`` as the console script) returns exit code 1
+    with one line on stderr naming the problem."""
+    capsys.readouterr()
+    assert main(args) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"gpucops {args[0]}: error:") and needle in lines[-1], lines
+    assert "Traceback" not in "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """A one-step tiny checkpoint and its synthetic dataset (val: 2 images of 48×80)."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = TrainConfig(
+        data_root=str(folder / "data"), synthetic_images=(2, 2), synthetic_size=(48, 80),
+        distances=(1, 4, 8), batch_size=2, steps=1, warmup=1, output_dir=str(folder / "run"),
+        checkpoint_every=1, validate_every=100,
+    )  # fmt: skip
+    train(config)
+    return {"checkpoint": folder / "run" / "checkpoint.pt", "root": folder / "data"}
+
+
+def test_help_and_module_entry(capsys):
+    result = gpucops("--help")  # python -m gpucops
+    assert result.returncode == 0
+    for command in ("demo", "predict", "evaluate", "bench"):
+        assert command in result.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--help"])
+    assert exit_info.value.code == 0 and "--full-resolution" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nonsense"])
+    assert exit_info.value.code == 2
+
+
+def test_demo_writes_files_pictures_and_a_table(tmp_path):
+    out = tmp_path / "demo"
+    result = gpucops("demo", "--out", str(out), "--images", "2", "--height", "32", "--width",
+                     "64", "--no-voc")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for header in ("PQ", "speed-up", "quality", "sequential", "parallel cpu", "full (32×64)",
+                   "stride 4 (8×16)"):  # fmt: skip
+        assert header in result.stdout
+    rows = json.loads((out / "summary.json").read_text())
+    assert len(rows) == 4 and all(0 <= r["pq"] <= 1 for r in rows)
+    assert "| data |" in (out / "summary.md").read_text()
+    for name in ("synthetic_000000_000000", "synthetic_000000_000001"):
+        picture = Image.open(out / "overlays" / f"{name}.png")
+        assert picture.size == (4 * 64, 32)  # image | stride 4 | full | ground truth
+    # the predictions are COCO-panoptic files that the official-style evaluation reads; its
+    # PQ is the table's
+    gt_json = out / "data/gtFine/cityscapes_panoptic_val_trainId.json"
+    pred_json = out / "synthetic/full-parallel-cpu.json"
+    pq = panoptic_quality(gt_json, gt_json.with_suffix(""), pred_json, pred_json.with_suffix(""))
+    row = next(r for r in rows if r["resolution"].startswith("full") and "parallel" in r["solver"])
+    assert pq["All"]["pq"] == pytest.approx(row["pq"])
+
+
+def test_demo_voc_ground_truth_files(tmp_path):
+    import argparse
+
+    from gpucops.cli import demo
+
+    scenes = demo._voc(argparse.Namespace(out=str(tmp_path)))
+    document = read_panoptic_json(scenes.gt_json)
+    assert len(document["categories"]) == 21 and document["categories"][0]["isthing"] == 0
+    ids = read_panoptic_png(scenes.gt_dir / document["annotations"][0]["file_name"])
+    assert ids.shape == scenes.classes.shape[1:]
+    assert ((ids == 0) == (scenes.segments[0] < 0).numpy()).all()
+
+
+def test_demo_rejects_bad_arguments(tmp_path):
+    result = gpucops("demo", "--out", str(tmp_path), "--images", "0")  # across the process
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("gpucops demo: error: --images")
+
+
+def _images(folder: Path, sources: list[Path]) -> Path:
+    folder.mkdir()
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    # one JPEG of another size
+    image = np.asarray(Image.open(sources[0]).convert("RGB"))[:40, :56]
+    Image.fromarray(image).save(folder / "other.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_predict_then_evaluate(trained, tmp_path, full):
+    sources = sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))
+    images = _images(tmp_path / "images", sources)
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(trained["checkpoint"]), "--images", str(images),
+            "--out", str(out), "--batch-size", "2", "--thing-area", "0",
+            "--stuff-area", "0"]  # fmt: skip
+    result = gpucops(*args, *(["--full-resolution"] if full else []))
+    assert result.returncode == 0, result.stderr
+    document = read_panoptic_json(out / "panoptic.json")
+    assert [c["name"] for c in document["categories"]][:2] == ["road", "sidewalk"]
+    by_id = {a["image_id"]: a for a in document["annotations"]}
+    names = {source.name.removesuffix("_leftImg8bit.png") for source in sources}
+    assert set(by_id) == names | {"other"} and len(names) == 2
+    for image_id, annotation in by_id.items():
+        ids = read_panoptic_png(out / "panoptic" / annotation["file_name"])
+        assert ids.shape == ((40, 56) if image_id == "other" else (48, 80))
+        assert sum(s["area"] for s in annotation["segments_info"]) == (ids > 0).sum()
+        things = [s for s in annotation["segments_info"] if s["category_id"] >= 11]
+        assert all("score" in s for s in things)
+        assert (out / "overlays" / f"{image_id}.png").is_file()
+    # evaluate: the predictions against the dataset's ground truth (ids without _leftImg8bit)
+    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
+    result = gpucops("evaluate", "--gt-json", str(gt_json), "--gt-dir",
+                     str(gt_json.with_suffix("")), "--pred-json", str(out / "panoptic.json"),
+                     "--pred-dir", str(out / "panoptic"), "--boundary-ratio", "0.02")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Things" in result.stdout and "mIoU" in result.stdout and "AP" in result.stdout
+    report = json.loads((out / "panoptic_evaluation.json").read_text())
+    expected = panoptic_quality(gt_json, gt_json.with_suffix(""), out / "panoptic.json",
+                                out / "panoptic")  # fmt: skip
+    assert report["pq"]["All"]["pq"] == pytest.approx(expected["All"]["pq"])
+    assert report["images"] == 2 and "boundary_pq" in report and 0 <= report["ap"]["ap"] <= 1
+
+
+def test_predict_errors_are_one_clear_line(trained, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    checkpoint = str(trained["checkpoint"])
+
+    def predict(*extra: str, checkpoint: str = checkpoint, folder: Path = images) -> list[str]:
+        return ["predict", "--checkpoint", checkpoint, "--images", str(folder), "--out",
+                str(tmp_path / "out"), *extra]  # fmt: skip
+
+    _one_line_error(predict(checkpoint=str(tmp_path / "missing.pt")), "missing.pt", capsys)
+    _one_line_error(predict(folder=tmp_path / "nowhere"), "nowhere", capsys)
+    categories = tmp_path / "categories.json"
+    categories.write_text(json.dumps({"annotations": [], "categories": [
+        {"id": 1, "name": "a", "isthing": 0}, {"id": 2, "name": "b", "isthing": 1}]}))  # fmt: skip
+    _one_line_error(predict("--categories", str(categories)), "19 classes", capsys)
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    _one_line_error(
+        predict(checkpoint=str(tmp_path / "other.pt")), "not a gpucops training checkpoint", capsys
+    )
+    (images / "broken.png").write_bytes(b"not a png")
+    _one_line_error(predict(), "broken.png", capsys)
+
+
+def test_evaluate_errors_are_one_clear_line(tmp_path, capsys):
+    files = ["--gt-dir", str(tmp_path), "--pred-json", str(tmp_path / "p.json"), "--pred-dir",
+             str(tmp_path)]  # fmt: skip
+    missing = ["evaluate", "--gt-json", str(tmp_path / "gt.json"), *files]
+    _one_line_error(missing, "gt.json", capsys)
+    with pytest.raises(SystemExit) as exit_info:  # argparse: missing options
+        main(["evaluate", "--gt-json", "x"])
+    assert exit_info.value.code == 2
+
+
+def test_bench_times_both_resolutions(tmp_path):
+    out = tmp_path / "bench.json"
+    result = gpucops("bench", "--sizes", "32x48", "--model", "tiny", "--repeats", "1",
+                     "--warmup", "0", "--distances", "1", "4", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [r["resolution"] for r in rows] == ["stride4", "full"]
+    assert [r["grid"] for r in rows] == ["8x12", "32x48"]
+    for row in rows:
+        assert row["solver_s"] > 0 and row["inference_s"] > 0 and row["peak_memory_mb"] > 0
+        assert row["sequential_s"] > 0 and 0 < row["quality"] <= 1.5
+    assert "ms/image" in result.stdout and "Table 8" in result.stdout
+    bad = gpucops("bench", "--sizes", "8x8")
+    assert bad.returncode == 2 and "sizes start at" in bad.stderr
