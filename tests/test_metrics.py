@@ -210,3 +210,31 @@ def test_boundary_pq_is_stricter_than_pq():
     expected = (first & second).sum() / (first | second).sum()
     assert results[1]["sq"] == pytest.approx(min(380 / 400, expected))
     assert results[1]["sq"] < results[0]["sq"]
+
+
+def _accumulated(device: str, boundary_ratio: float | None) -> dict:
+    rng = np.random.default_rng(5)
+    metric = PanopticQuality({c["id"]: bool(c["isthing"]) for c in CATEGORIES}, boundary_ratio)
+    for _ in range(3):
+        gt, crowd, pred = _random_pair(rng)
+        gt_info = segments_info(gt, {int(s): int(s) % 1000 if s < 1000 else int(s) // 1000
+                                     for s in np.unique(gt) if s}, crowd)  # fmt: skip
+        pred_info = segments_info(pred, {int(s): int(s) if s < 1000 else int(s) // 1000
+                                         for s in np.unique(pred) if s})  # fmt: skip
+        ids = (gt, pred) if device == "numpy" else (torch.from_numpy(gt).to(device),
+                                                    torch.from_numpy(pred).to(device))  # fmt: skip
+        metric.update(ids[0], gt_info, ids[1], pred_info)
+    return metric.compute()
+
+
+@pytest.mark.parametrize("ratio", [None, 0.05])
+def test_pq_accumulates_tensors_as_numpy_arrays(ratio):
+    expected = _accumulated("numpy", ratio)
+    assert 0 < expected["All"]["pq"] < 1
+    assert _accumulated("cpu", ratio) == expected
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ratio", [None, 0.05])
+def test_pq_accumulates_on_the_gpu(ratio):
+    assert _accumulated("cuda", ratio) == _accumulated("numpy", ratio)

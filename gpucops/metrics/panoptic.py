@@ -9,7 +9,8 @@ more than half of it lies on void or on a crowd region of its category. Per cate
 All/Things/Stuff average over the categories with any TP, FP or FN. Boundary PQ (the
 supplementary's Table 7) replaces each pair's IoU by min(mask IoU, boundary IoU).
 
-:class:`PanopticQuality` accumulates in process (validation during training);
+:class:`PanopticQuality` accumulates in process (validation during training), on the device of
+the id maps it is given (NumPy arrays: the CPU);
 :func:`panoptic_quality` evaluates COCO-panoptic files and returns the same dict as
 cityscapesscripts.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import binary_erosion
+import torch.nn.functional as F
 
 from ..data.panoptic_files import panoptic_pairs
 
@@ -31,19 +32,23 @@ VOID = 0
 OFFSET = 256 * 256 * 256
 
 
-def _numpy(ids: np.ndarray | torch.Tensor) -> np.ndarray:
+def _tensor(ids: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Segment ids as an int64 tensor, on the device they came on (NumPy: the CPU)."""
     if isinstance(ids, torch.Tensor):
-        ids = ids.cpu().numpy()
-    return np.asarray(ids).astype(np.uint64)
+        return ids.long()
+    return torch.from_numpy(np.asarray(ids).astype(np.int64))
 
 
-def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """The pixels of ``mask`` within chessboard distance ``width`` of its contour, the image
-    border included (boundary IoU, Cheng et al. 2021: the mask minus its erosion by a 3×3
-    square, ``width`` times, with the image padded by background)."""
-    padded = np.pad(mask.astype(bool), 1)
-    eroded = binary_erosion(padded, np.ones((3, 3), dtype=bool), iterations=width)
-    return mask.astype(bool) & ~eroded[1:-1, 1:-1]
+def boundary_band(mask: np.ndarray | torch.Tensor, width: int) -> np.ndarray | torch.Tensor:
+    """The pixels of ``mask [H, W]`` within chessboard distance ``width`` of its contour, the
+    image border included (boundary IoU, Cheng et al. 2021: the mask minus its erosion by a 3×3
+    square, ``width`` times, with the image padded by background). NumPy in, NumPy out; a tensor
+    stays on its device."""
+    tensor = torch.as_tensor(mask).bool()
+    outside = F.pad((~tensor).float()[None, None], (width,) * 4, value=1.0)
+    near_outside = F.max_pool2d(outside, 2 * width + 1, stride=1)[0, 0] > 0
+    band = tensor & near_outside
+    return band.numpy() if isinstance(mask, np.ndarray) else band
 
 
 class PanopticQuality:
@@ -63,7 +68,7 @@ class PanopticQuality:
         self.stats: dict[int, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # iou tp fp fn
 
     def _boundary_iou(
-        self, gt_ids: np.ndarray, pred_ids: np.ndarray, gt_label: int, pred_label: int,
+        self, gt_ids: torch.Tensor, pred_ids: torch.Tensor, gt_label: int, pred_label: int,
         cache: dict,
     ) -> float:  # fmt: skip
         height, width = gt_ids.shape
@@ -72,8 +77,8 @@ class PanopticQuality:
             if (key, label) not in cache:
                 cache[key, label] = boundary_band(ids == label, band)
         first, second = cache["gt", gt_label], cache["pred", pred_label]
-        union = np.count_nonzero(first | second)
-        return np.count_nonzero(first & second) / union if union else 0.0
+        union = int((first | second).sum())
+        return int((first & second).sum()) / union if union else 0.0
 
     def update(
         self,
@@ -84,12 +89,15 @@ class PanopticQuality:
     ) -> None:
         """Add one image: segment id maps ``[H, W]`` (0 = void) and their ``segments_info``
         (``id``, ``category_id``; ground truth also ``area`` and ``iscrowd``)."""
-        gt_ids, pred_ids = _numpy(gt_ids), _numpy(pred_ids)
+        gt_ids = _tensor(gt_ids)
+        pred_ids = _tensor(pred_ids).to(gt_ids.device)
         if gt_ids.shape != pred_ids.shape:
-            raise ValueError(f"gt_ids {gt_ids.shape} and pred_ids {pred_ids.shape} differ")
+            raise ValueError(
+                f"gt_ids {tuple(gt_ids.shape)} and pred_ids {tuple(pred_ids.shape)} differ"
+            )
         gt = {s["id"]: s for s in gt_segments}
         pred = {s["id"]: dict(s) for s in pred_segments}
-        labels, counts = np.unique(pred_ids, return_counts=True)
+        labels, counts = torch.unique(pred_ids, return_counts=True)
         missing = set(pred)
         for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
             if label == VOID:
@@ -107,7 +115,8 @@ class PanopticQuality:
                 f"segments {sorted(missing)} are in the prediction JSON but not its PNG"
             )
 
-        pairs, counts = np.unique(gt_ids * OFFSET + pred_ids, return_counts=True)
+        # one pass over the pixels, on their device; the rest is per segment pair
+        pairs, counts = torch.unique(gt_ids * OFFSET + pred_ids, return_counts=True)
         overlap = {
             (int(p // OFFSET), int(p % OFFSET)): int(c)
             for p, c in zip(pairs.tolist(), counts.tolist(), strict=True)
