@@ -162,7 +162,12 @@ class TrainingModule(nn.Module):
         super().__init__()
         self.config = config
         preset = ModelConfig.tiny if config.model == "tiny" else ModelConfig
-        self.net = COPSNet(preset(num_classes=config.num_classes, distances=config.distances))
+        self.net = COPSNet(
+            preset(
+                num_classes=config.num_classes, distances=config.distances,
+                pool_size=config.crop_size,
+            )
+        )  # fmt: skip
         self.layer = AMWCLayer(
             partitionable, config.distances, config.lambda_range, config.samples,
             config.cost_dropout, config.solver_method,

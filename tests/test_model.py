@@ -65,6 +65,35 @@ def test_network_outputs_and_gradient_paths():
         COPSNet(ModelConfig.tiny(distances=(4, 8)))
 
 
+def test_one_image_per_process_trains():
+    """No batch norm after the ASPP's global pooling: a batch of one trains."""
+    model = COPSNet(ModelConfig.tiny(num_classes=3, distances=(1, 4))).train()
+    semantic, affinity = model(torch.randn(1, 3, 64, 64))
+    (semantic.mean() + affinity.mean()).backward()
+
+
+def test_aspp_pooling_window_is_the_training_crop():
+    """With ``pool_size`` = the crop, the image pooling is global on a crop-sized input and a
+    crop-sized window (not global) on a larger one."""
+    torch.manual_seed(0)
+    cropped = COPSNet(ModelConfig.tiny(num_classes=3, distances=(1, 4), pool_size=(64, 64)))
+    plain = COPSNet(ModelConfig.tiny(num_classes=3, distances=(1, 4)))
+    plain.load_state_dict(cropped.state_dict())
+    cropped.eval(), plain.eval()
+    crop = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(cropped(crop), plain(crop))
+    large = torch.randn(1, 3, 128, 192)
+    decoder = cropped.semantic_decoder
+    pooled = []
+    decoder.pool.register_forward_hook(lambda module, inputs, output: pooled.append(inputs[0]))
+    features = cropped.backbone(large)
+    assert features["res5"].shape[-2:] == (8, 12) and decoder.pool_window == (4, 4)
+    decoder(features)
+    expected = torch.nn.functional.avg_pool2d(features["res5"], 4, stride=1)  # 5×9 windows
+    torch.testing.assert_close(pooled[-1], expected)
+    assert cropped(large)[0].shape == (1, 3, 32, 48)
+
+
 def test_full_size_model_has_the_papers_parameter_count():
     # supplementary Table 3: 34M parameters on Cityscapes
     count = sum(p.numel() for p in COPSNet(ModelConfig()).parameters())

@@ -5,7 +5,8 @@
     gpucops evaluate   PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files
     gpucops bench      inference timings: model, solver backends, stride 4 vs full resolution
 
-Each command lives in its own module (``add_parser`` + ``run``). An error in the inputs ends the
+Each command lives in its own module (``HELP``, ``add_arguments``, ``run``; its docstring is
+its ``--help`` description). An error in the inputs ends the
 command with one line on stderr and exit code 1 (argparse's own usage errors: 2).
 """
 
@@ -31,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(commands).set_defaults(run=command.run)
+        name = command.__name__.rsplit(".", 1)[-1]
+        sub = commands.add_parser(
+            name, help=command.HELP, description=command.__doc__.replace("``", ""),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
     return parser
 
 

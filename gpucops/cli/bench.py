@@ -34,7 +34,7 @@ from ..timing import median_time
 from .predict import resolve_device
 from .table import format_table
 
-__all__ = ["add_parser", "run"]
+__all__ = ["HELP", "add_arguments", "run"]
 
 STRIDE = 4
 
@@ -159,13 +159,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"written: {args.json}")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "bench",
-        help="time the model, the solver backends and the whole inference, stride 4 vs full",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "time the model, the solver backends and the whole inference, stride 4 vs full"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", type=_size, nargs="+", default=[(256, 512), (1024, 2048)],
         help="image sizes HEIGHTxWIDTH (default: 256x512 1024x2048)",
@@ -194,4 +191,3 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="time the sequential reference up to this many nodes per batch (default: 1048576)",
     )  # fmt: skip
     parser.add_argument("--json", help="also write the rows to this JSON file")
-    return parser

@@ -39,7 +39,7 @@ from ..timing import median_time
 from ..visualize import save_comparison
 from .table import format_table, markdown_table
 
-__all__ = ["add_parser", "run"]
+__all__ = ["HELP", "add_arguments", "run"]
 
 STRIDE = 4
 DISTANCES = (1, 4, 16, 32, 64)  # COPS' Cityscapes distances, on the stride-4 grid
@@ -262,13 +262,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"pictures: {out / 'overlays'}; predictions: {out}/<data>/<resolution>-<solver>/")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "demo",
-        help="the whole pipeline on embedded data: solve, write, evaluate, draw",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "the whole pipeline on embedded data: solve, write, evaluate, draw"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     parser.add_argument(
         "--images", type=int, default=4, help="synthetic street scenes to make (default: 4)"
@@ -277,4 +274,3 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=512, help="scene width (default: 512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of scenes and noise (default: 0)")
     parser.add_argument("--no-voc", action="store_true", help="leave out the VOC photograph")
-    return parser

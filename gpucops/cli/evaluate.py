@@ -15,7 +15,7 @@ from pathlib import Path
 from ..metrics import evaluate_panoptic
 from .table import format_table
 
-__all__ = ["add_parser", "run", "summary_tables"]
+__all__ = ["HELP", "add_arguments", "run", "summary_tables"]
 
 
 def _percent(value: float) -> str:
@@ -69,13 +69,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"written: {out}")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "evaluate",
-        help="PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-json", required=True, help="ground-truth panoptic JSON")
     parser.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
     parser.add_argument("--pred-json", required=True, help="predicted panoptic JSON")
@@ -88,4 +85,3 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also boundary PQ with bands of this ratio of the image diagonal (e.g. 0.02)",
     )  # fmt: skip
     parser.add_argument("--no-ap", action="store_true", help="skip the mask AP")
-    return parser

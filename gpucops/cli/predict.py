@@ -32,7 +32,7 @@ from ..inference import Predictor, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
 
-__all__ = ["add_parser", "find_images", "image_id", "resolve_device", "run"]
+__all__ = ["HELP", "add_arguments", "find_images", "image_id", "resolve_device", "run"]
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -139,13 +139,10 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "predict",
-        help="panoptic predictions (PNG + JSON, overlays) for a folder of images",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "panoptic predictions (PNG + JSON, overlays) for a folder of images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of train/train.py")
     parser.add_argument("--images", required=True, help="folder of .png/.jpg/.jpeg images")
     parser.add_argument("--out", required=True, help="output folder")
@@ -172,4 +169,3 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "COCO: 4096)",
     )  # fmt: skip
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay pictures")
-    return parser

@@ -40,14 +40,21 @@ class ModelConfig:
     classifier_channels: tuple[int, int] = (128, 64)  # d > 1; d = 1 uses half of each
     aspp_dilations: tuple[int, ...] = (6, 12, 18)
     dropout: float = 0.1
+    # ASPP image pooling window in input pixels: the training crop (detectron2's
+    # pool_kernel_size), so the pooling is global on training crops and keeps that window on
+    # larger inference images; None: always global
+    pool_size: tuple[int, int] | None = None
 
     @classmethod
-    def tiny(cls, num_classes: int = 19, distances: tuple[int, ...] = (1, 4, 16, 32)):
-        return cls(
-            num_classes, tuple(distances), depth=18, widths=(16, 32, 64, 128), aspp_channels=32,
-            decoder_channels=32, project_channels=(8, 16), head_channels=32,
-            classifier_channels=(16, 8), aspp_dilations=(2, 4, 6),
+    def tiny(
+        cls, num_classes: int = 19, distances: tuple[int, ...] = (1, 4, 16, 32), **overrides
+    ) -> ModelConfig:
+        sizes = dict(
+            depth=18, widths=(16, 32, 64, 128), aspp_channels=32, decoder_channels=32,
+            project_channels=(8, 16), head_channels=32, classifier_channels=(16, 8),
+            aspp_dilations=(2, 4, 6),
         )  # fmt: skip
+        return cls(num_classes, tuple(distances), **{**sizes, **overrides})
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1, groups: int = 1) -> nn.Module:
@@ -75,7 +82,12 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.aspp = nn.ModuleList(
             [_conv(res5, aspp, 1)] + [_separable(res5, aspp, d) for d in config.aspp_dilations]
         )
-        self.pool = _conv(res5, aspp, 1)
+        # no batch norm after the global pooling (as detectron2's ASPP): one value per channel
+        # would make training with one image per process impossible
+        self.pool = nn.Sequential(nn.Conv2d(res5, aspp, 1), nn.ReLU())
+        self.pool_window = None
+        if config.pool_size is not None:  # res5 is at output stride 16
+            self.pool_window = tuple(-(-size // 16) for size in config.pool_size)
         self.aspp_project = nn.Sequential(
             _conv(aspp * (len(config.aspp_dilations) + 2), aspp, 1), nn.Dropout(config.dropout)
         )
@@ -89,7 +101,14 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         res5 = features["res5"]
-        pooled = self.pool(F.adaptive_avg_pool2d(res5, 1)).expand(-1, -1, *res5.shape[-2:])
+        size = res5.shape[-2:]
+        window = size if self.pool_window is None else torch.Size(self.pool_window)
+        if window[0] >= size[0] and window[1] >= size[1]:
+            pooled = self.pool(F.adaptive_avg_pool2d(res5, 1)).expand(-1, -1, *size)
+        else:
+            window = (min(window[0], size[0]), min(window[1], size[1]))
+            pooled = self.pool(F.avg_pool2d(res5, window, stride=1))
+            pooled = F.interpolate(pooled, size, mode="bilinear", align_corners=False)
         x = self.aspp_project(torch.cat([branch(res5) for branch in self.aspp] + [pooled], 1))
         for project, fuse, name in (
             (self.project3, self.fuse3, "res3"),
