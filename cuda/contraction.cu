@@ -13,6 +13,19 @@ __device__ __forceinline__ int gpucops_coin(long long local_index, long long rou
     return (int)((x >> 7) & 1);
 }
 
+// Edge e = (u, v) with score t > 0 bids for being u's and v's pick: key = (float32 bits of t) << 32
+// | (0xFFFFFFFF − e), so the max is the largest t, then the lowest e (positive floats order as
+// their bits).
+__device__ __forceinline__ void gpucops_bid(long long e, long long u, long long v, double t,
+                                            unsigned long long* best) {
+    if (t > 0) {
+        const unsigned long long key = ((unsigned long long)gpucops_float_bits((float)t) << 32) |
+                                       (0xFFFFFFFFULL - (unsigned long long)e);
+        gpucops_atomic_max(best + u, key);
+        gpucops_atomic_max(best + v, key);
+    }
+}
+
 // Score every edge, t = w − p (p = 0 where both clusters have the same class, else
 // min_k [(C_u(k) − m_u) + (C_v(k) − m_v)]), and let each cluster pick its incident edge of largest
 // t > 0: best[c] = max over such edges of (float32 bits of t) << 32 | (0xFFFFFFFF − e); 0 = none.
@@ -37,14 +50,15 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
             t = weights[e] - p;
         }
         scores[e] = t;
-        if (t > 0) {
-            const unsigned long long key =
-                ((unsigned long long)gpucops_float_bits((float)t) << 32) |
-                (0xFFFFFFFFULL - (unsigned long long)e);
-            gpucops_atomic_max(best + u, key);
-            gpucops_atomic_max(best + v, key);
-        }
+        gpucops_bid(e, u, v, t, best);
     }
+}
+
+// Picks from given scores (after the threshold zeroed some): as the second half of score_pick.
+// best must be zeroed before the launch.
+extern "C" __global__ void pick(long long num_edges, const long long* edges, const double* scores,
+                                unsigned long long* best) {
+    GPUCOPS_FOR_EACH(e, num_edges) { gpucops_bid(e, edges[2 * e], edges[2 * e + 1], scores[e], best); }
 }
 
 // Stars, first pass. For each cluster c with a pick (picks[c] ≥ 0): target[c] = the other end of

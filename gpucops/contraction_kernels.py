@@ -31,6 +31,7 @@ _i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
 # argument types of each kernel, in order: "i" long long, "d" double, "p" pointer
 _SIGNATURES = {
     "score_pick": "iippppppp",
+    "pick": "ippp",
     "star_propose": "ippppidppp",
     "star_pair": "ipppp",
     "bucket_count": "ipp",
@@ -147,6 +148,15 @@ class ContractionKernels:
             scores, best,
         )  # fmt: skip
         return scores, torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
+
+    def pick(self, scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
+        """Picks ``[C]`` int64 (−1: none) from given ``scores``, as
+        :func:`gpucops.parallel.pick_edges`."""
+        best = self._temporary("best", num_clusters).zero_()
+        self._launch(
+            "pick", scores.shape[0], scores.shape[0], edges.contiguous(), scores.contiguous(), best
+        )
+        return torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
 
     def star_roots(
         self,

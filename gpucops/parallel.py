@@ -335,7 +335,11 @@ def _contract_rounds(
             break
         if threshold is not None:
             scores = threshold_scores(scores, cluster_image[edges[:, 0]], num_images, threshold)
-            picks = pick_edges(scores, edges, num_clusters)
+            picks = (
+                kernels.pick(scores, edges, num_clusters)
+                if kernels is not None
+                else pick_edges(scores, edges, num_clusters)
+            )
         per_image = torch.bincount(cluster_image, minlength=num_images)
         first = torch.cumsum(per_image, 0) - per_image
         local = torch.arange(num_clusters, device=device) - first[cluster_image]

@@ -24,6 +24,7 @@ from gpucops.parallel import (
     pick_edges,
     score_edges,
     star_roots,
+    threshold_scores,
 )
 from gpucops.segment import segment_sum
 from gpucops.synthetic import make_problem
@@ -48,6 +49,8 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     expected_scores = score_edges(costs, minimum, argmin, edges, weights)
     assert torch.equal(scores, expected_scores)
     assert torch.equal(picks, pick_edges(expected_scores, edges, clusters))
+    banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)  # two "images"
+    assert torch.equal(kernels.pick(banded, edges, clusters), pick_edges(banded, edges, clusters))
     local = torch.arange(clusters)
     root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
     centre = coin_is_centre(local, round_index)
@@ -184,6 +187,9 @@ def test_cuda_kernels_equal_the_host_build(seed):
     cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
     gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
+    banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)
+    gpu_banded = gpu.pick(banded.cuda(), cuda_args[3], 200)
+    assert torch.equal(gpu_banded.cpu(), host.pick(banded, edges, 200))
     local = torch.arange(200)
     root = host.star_roots(picks, edges, scores, local, seed, 0.5)
     gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5)
@@ -201,3 +207,17 @@ def test_cuda_contraction_equals_the_host_build(seed):
     assert torch.equal(gpu_merged.cpu(), merged) and torch.equal(gpu_weights.cpu(), merged_weights)
     sums = gpu.segment_sum(rows.cuda(), mapping.cuda(), clusters)
     assert torch.equal(sums.cpu(), host.segment_sum(rows, mapping, clusters))
+
+
+def test_every_kernel_has_a_launch_signature():
+    """Each ``extern "C" __global__`` kernel of the sources is declared for both launchers (a
+    missing one would be called with untyped arguments)."""
+    import re
+
+    from gpucops.contraction_kernels import _SIGNATURES
+
+    source = (cuda_sources() / "contraction.cu").read_text()
+    kernels = re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source)
+    assert {name for name, _ in kernels} == set(_SIGNATURES)
+    for name, parameters in kernels:
+        assert len(parameters.split(",")) == len(_SIGNATURES[name]), name

@@ -23,6 +23,7 @@ import resource
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from ..inference import full_resolution_costs, upsample_labels
 from ..layer import AMWCLayer
@@ -130,11 +131,11 @@ def run(args: argparse.Namespace) -> None:
     _, partitionable = class_roles(args.classes)
     layer = AMWCLayer(partitionable, distances).to(device).eval()
     rows = []
-    with torch.no_grad():
-        for size in args.sizes:
-            for batch in args.batch_sizes:
-                rows += _measure(args, device, model, layer, size, batch)
-                print(f"measured {size[0]}x{size[1]} batch {batch}", flush=True)
+    configurations = [(size, batch) for size in args.sizes for batch in args.batch_sizes]
+    with torch.no_grad(), tqdm(configurations, unit="configuration") as bar:
+        for size, batch in bar:
+            bar.set_description(f"{size[0]}x{size[1]} batch {batch}")
+            rows += _measure(args, device, model, layer, size, batch)
     columns = [
         ("size", "size"), ("batch", "B"), ("resolution", "resolution"), ("grid", "grid"),
         ("model_s", "model s"), ("solver_s", f"solver s ({device.type})"),
