@@ -197,7 +197,10 @@ class Predictor:
         state = load_checkpoint(checkpoint)
         if not isinstance(state, dict) or not {"module", "config"} <= set(state):
             raise ValueError(f"checkpoint {checkpoint} is not a gpucops training checkpoint")
-        config = TrainConfig(**state["config"])
+        try:
+            config = TrainConfig(**state["config"])
+        except TypeError as error:  # written by another version of gpucops
+            raise ValueError(f"checkpoint {checkpoint} has an unknown config: {error}") from None
         partitionable = state["module"].get("layer.partitionable")
         if partitionable is None:
             raise ValueError(f"checkpoint {checkpoint} has no layer.partitionable")
