@@ -1,7 +1,8 @@
 """The solver front: ``solve`` (batched grids) and ``solve_graph`` (general graphs).
 
-Both validate their inputs, run the chosen contraction method, apply the stuff merge and the
-compact segment numbering (:func:`gpucops.labeling.compact_segments`), and report the AMWC
+Both validate their inputs, run the chosen contraction method (the parallel one followed by
+boundary-move rounds, :mod:`gpucops.refine`), apply the stuff merge and the compact segment
+numbering (:func:`gpucops.labeling.compact_segments`), and report the AMWC
 objective, on the inputs' device.
 """
 
@@ -12,16 +13,21 @@ import time
 import torch
 
 from ._validate import GraphProblem, check_graph_problem, check_grid_problem, check_label_mask
+from .contraction_kernels import kernels_for
 from .grid import grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
 from .objective import objective_graph_validated
 from .parallel import contract_parallel
+from .refine import refine_segments, segment_keys
 from .sequential import contract_sequential
 
 __all__ = ["BACKENDS", "METHODS", "solve", "solve_graph"]
 
 METHODS = ("parallel", "sequential")
 BACKENDS = ("auto", "cpu", "cuda")
+# boundary-move rounds after the parallel contraction; measured to converge in well under this
+# on the benchmark problems (benchmarks/RESULTS.md)
+REFINE_ROUNDS = 20
 
 
 def _compute_device(method: str, backend: str, device: torch.device) -> torch.device:
@@ -52,6 +58,7 @@ def _solve_validated(
     compute: torch.device,
     epsilon: float | None,
     threshold: float | None,
+    refine: int,
 ) -> GraphLabeling:
     node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
@@ -77,6 +84,20 @@ def _solve_validated(
         info["rounds"] = len(result.merges_per_round)
         info["merges_per_round"] = result.merges_per_round
         info["merges"] = sum(result.merges_per_round)
+        if refine:
+            costs = node_costs.to(compute).double()
+            if label_mask is not None:
+                costs = costs.masked_fill(
+                    label_mask.to(compute)[image_index.to(compute)], torch.inf
+                )
+            keys, num_keys = segment_keys(
+                classes, clusters, partitionable.to(compute), image_index.to(compute), num_images
+            )
+            classes, clusters, moves = refine_segments(
+                costs, edges.to(compute), edge_costs.to(compute).double(), classes, keys,
+                num_keys, refine, kernels_for(compute),
+            )  # fmt: skip
+            info["refine_moves"] = moves
     classes, clusters = classes.to(device), clusters.to(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -100,6 +121,7 @@ def solve_graph(
     label_mask: torch.Tensor | None = None,
     epsilon: float | None = None,
     threshold: float | None = None,
+    refine: int = REFINE_ROUNDS,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
 
@@ -121,6 +143,9 @@ def solve_graph(
             least α × the best score of their image may merge, which follows the greedy order in
             bands (more rounds, closer to the sequential greedy; see benchmarks/RESULTS.md);
             None (default) = no threshold.
+        refine: at most this many rounds of boundary moves after the parallel contraction
+            (independent single-node moves that lower the objective, :mod:`gpucops.refine`);
+            0 = none.
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
@@ -137,7 +162,14 @@ def solve_graph(
         compute,
         _check_fraction(epsilon, "epsilon"),
         _check_fraction(threshold, "threshold"),
+        _check_rounds(refine),
     )
+
+
+def _check_rounds(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"refine must be an integer ≥ 0, got {value!r}")
+    return value
 
 
 def _check_fraction(value: float | None, name: str) -> float | None:
@@ -156,6 +188,7 @@ def solve(
     epsilon: float | None = None,
     threshold: float | None = None,
     label_mask: torch.Tensor | None = None,
+    refine: int = REFINE_ROUNDS,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -166,7 +199,7 @@ def solve(
             :mod:`gpucops.grid`); positive = the two pixels want the same segment.
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
-        method, backend, epsilon, threshold: as in :func:`solve_graph`.
+        method, backend, epsilon, threshold, refine: as in :func:`solve_graph`.
         label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
             labels of a batch of multiway cuts with different label counts).
     Returns:
@@ -188,6 +221,7 @@ def solve(
         compute,
         _check_fraction(epsilon, "epsilon"),
         _check_fraction(threshold, "threshold"),
+        _check_rounds(refine),
     )
     shape = (batch, height, width)
     return PanopticLabeling(

@@ -150,7 +150,8 @@ def test_empty_batch():
 
 def test_ablation_layer():
     p = _problem(5, batch=2)
-    perturbation = Perturbation(p.partitionable, DISTANCES, torch.tensor([2.0, 7.0]))
+    # λ large enough that λ · dL/dx (the losses are means over pixels) changes the solution
+    perturbation = Perturbation(p.partitionable, DISTANCES, torch.tensor([2000.0, 7000.0]))
     node_costs = p.node_costs.clone().requires_grad_()
     edge_costs = p.edge_costs.clone().requires_grad_()
     classes, cuts = amwc_labels(node_costs, edge_costs, perturbation)

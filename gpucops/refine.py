@@ -1,0 +1,141 @@
+"""Boundary refinement after the parallel contraction: rounds of independent single-node moves.
+
+After contraction every node has a segment: one per stuff class and image, one per thing
+cluster; an edge is cut exactly when its end-points lie in different segments. Moving node u
+from its segment a (class k_a) into a neighbouring segment b (class k_b) changes the objective by
+
+    Δ(u → b) = C_u(k_b) − C_u(k_a) + W(u, a) − W(u, b),
+
+W(u, s) = the summed weights of u's edges into segment s. Each round, every node on a segment
+boundary computes its best move (lowest Δ, then lowest segment key); a node with Δ < 0 moves if
+its (Δ, index) is lower than that of every neighbour that also wants to move, so the lowest
+wanting node of every neighbourhood moves and each round makes progress. No two moving nodes are
+adjacent, so each Δ stays exact and the objective falls by their sum: it never rises, and the
+loop ends. Moves only enter existing segments, so stuff keeps one segment per class and image.
+
+The greedy contraction fixes a node's cluster once and for all; these moves let boundary nodes
+that an early merge put on the wrong side change sides. Sums are deterministic (sorted pair
+coalescing, as the contraction's), so batch = singles and host = GPU still hold.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .contraction_kernels import ContractionKernels
+from .parallel import _coalesce_edges  # the contraction's deterministic pair sums
+
+__all__ = ["refine_segments", "segment_keys"]
+
+
+def segment_keys(
+    classes: torch.Tensor,
+    clusters: torch.Tensor,
+    partitionable: torch.Tensor,
+    image_index: torch.Tensor,
+    num_images: int,
+) -> tuple[torch.Tensor, int]:
+    """A key per node naming its segment — the cluster for a thing class, ``N + image·K +
+    class`` for a stuff class (the stuff merge) — and the number of keys."""
+    num_nodes, num_classes = classes.shape[0], partitionable.shape[0]
+    stuff_key = num_nodes + image_index * num_classes + classes
+    return torch.where(partitionable[classes], clusters, stuff_key), num_nodes + (
+        num_images * num_classes
+    )
+
+
+def refine_segments(
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    classes: torch.Tensor,
+    keys: torch.Tensor,
+    num_keys: int,
+    max_rounds: int,
+    kernels: ContractionKernels | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Rounds of independent improving node moves (see the module docstring).
+
+    Args:
+        costs: ``[N, K]`` float64 class costs (forbidden classes +inf).
+        edges: ``[E, 2]`` int64, no self-loops; ``weights`` ``[E]`` float64 (duplicates add up).
+        classes, keys: ``[N]`` int64 class and segment key (:func:`segment_keys`) of every node.
+        max_rounds: at most this many rounds (0: none).
+        kernels: the contraction kernels for the pair sums (None: the torch step, same result).
+    Returns:
+        classes, keys ``[N]`` after the moves, and the moves of each round.
+    """
+    num_nodes = costs.shape[0]
+    device = costs.device
+    # both directions of every edge, grouped by source node (CSR), so a round only touches the
+    # edges of the nodes it looks at
+    source, order = torch.sort(torch.cat([edges[:, 0], edges[:, 1]]), stable=True)
+    neighbour = torch.cat([edges[:, 1], edges[:, 0]])[order]
+    weight = torch.cat([weights, weights])[order]
+    degree = torch.bincount(source, minlength=num_nodes)
+    start = torch.cumsum(degree, 0) - degree
+
+    def incident(nodes: torch.Tensor) -> torch.Tensor:
+        """Positions in the CSR arrays of all edges of ``nodes``."""
+        counts = degree[nodes]
+        offsets = torch.cumsum(counts, 0) - counts
+        within = torch.arange(int(counts.sum()), device=device) - offsets.repeat_interleave(counts)
+        return start[nodes].repeat_interleave(counts) + within
+
+    identity = torch.arange(num_nodes + num_keys, device=device)
+    key_class = torch.zeros(num_keys, dtype=torch.int64, device=device)
+    key_class[keys] = classes  # a segment's class never changes: moves adopt it
+    # nodes whose moves are (re)computed: all at first, then those next to a change — any other
+    # node's Δs are those of the last round, where it had no improving move
+    active = None  # all nodes
+    moves_per_round: list[int] = []
+    for _ in range(max_rounds):
+        # W(u, s) for every active node u and segment s it touches, its own included
+        if active is None:
+            at_source, at_neighbour, at_weight = source, neighbour, weight
+        else:
+            at = incident(active)
+            at_source, at_neighbour, at_weight = source[at], neighbour[at], weight[at]
+        pairs = torch.stack([at_source, num_nodes + keys[at_neighbour]], 1)
+        pairs, summed = _coalesce_edges(kernels, pairs, at_weight, identity, len(identity))
+        node, key = pairs[:, 0], pairs[:, 1] - num_nodes
+        own_pair = key == keys[node]
+        own = torch.zeros(num_nodes, dtype=torch.float64, device=device)
+        own[node[own_pair]] = summed[own_pair]
+        node, key, summed = node[~own_pair], key[~own_pair], summed[~own_pair]
+        delta = costs[node, key_class[key]] - costs[node, classes[node]] + own[node] - summed
+        # each node's best move: lowest Δ, then lowest key
+        best = torch.full((num_nodes,), float("inf"), dtype=torch.float64, device=device)
+        best.scatter_reduce_(0, node, delta, reduce="amin")
+        improving = (delta == best[node]) & (delta < 0)
+        target = torch.full((num_nodes,), num_keys, dtype=torch.int64, device=device)
+        target.scatter_reduce_(0, node[improving], key[improving], reduce="amin")
+        wanting = (target < num_keys).nonzero().flatten()
+        if wanting.numel() == 0:
+            break
+        # independent moves: better than every neighbour that also wants to move (lower Δ, then
+        # lower node index)
+        gain = torch.full((num_nodes,), float("inf"), dtype=torch.float64, device=device)
+        gain[wanting] = best[wanting]
+        around = incident(wanting)
+        mine, theirs = source[around], neighbour[around]
+        rival = torch.full((num_nodes,), float("inf"), dtype=torch.float64, device=device)
+        rival.scatter_reduce_(0, mine, gain[theirs], reduce="amin")
+        tied = gain[theirs] == gain[mine]
+        rival_index = torch.full((num_nodes,), num_nodes, dtype=torch.int64, device=device)
+        rival_index.scatter_reduce_(0, mine[tied], theirs[tied], reduce="amin")
+        wins = (gain[wanting] < rival[wanting]) | (
+            (gain[wanting] == rival[wanting]) & (wanting < rival_index[wanting])
+        )
+        moving = wanting[wins]
+        moves_per_round.append(int(moving.numel()))
+        keys = keys.clone()
+        keys[moving] = target[moving]
+        classes = classes.clone()
+        classes[moving] = key_class[target[moving]]
+        # next: the blocked, the moved and their neighbours
+        mark = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+        mark[wanting] = True
+        mark[neighbour[incident(moving)]] = True
+        active = mark.nonzero().flatten()
+    return classes, keys, moves_per_round

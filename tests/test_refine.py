@@ -1,0 +1,110 @@
+"""Boundary refinement: the objective never rises, the result is a local optimum of single-node
+moves (checked by brute force against the objective's definition), host kernels = torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpucops
+from gpucops.contraction_kernels import ContractionKernels
+from gpucops.objective import trivial_objective
+from gpucops.refine import refine_segments, segment_keys
+from gpucops.synthetic import make_problem
+from tests.reference import naive_objective
+
+
+@st.composite
+def labelled_graphs(draw, max_nodes=8, max_classes=3):
+    """A graph with costs and a feasible starting labeling (random clusters of one class)."""
+    n = draw(st.integers(1, max_nodes))
+    k = draw(st.integers(1, max_classes))
+    value = st.integers(-4, 4).map(lambda v: v / 2)
+    node_costs = draw(st.lists(st.lists(value, min_size=k, max_size=k), min_size=n, max_size=n))
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    edges = draw(st.lists(st.sampled_from(pairs), max_size=14)) if pairs else []
+    edge_costs = draw(st.lists(value, min_size=len(edges), max_size=len(edges)))
+    partitionable = draw(st.lists(st.booleans(), min_size=k, max_size=k))
+    clusters = draw(st.lists(st.integers(0, n - 1), min_size=n, max_size=n))
+    cluster_class = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    classes = [cluster_class[c] for c in clusters]
+    return node_costs, edges, edge_costs, partitionable, classes, clusters
+
+
+def _refine(graph, kernels=None, rounds=100):
+    node_costs, edges, edge_costs, partitionable, classes, clusters = graph
+    n = len(classes)
+    partitionable = torch.tensor(partitionable)
+    image_index = torch.zeros(n, dtype=torch.long)
+    keys, num_keys = segment_keys(
+        torch.tensor(classes), torch.tensor(clusters), partitionable, image_index, 1
+    )
+    return refine_segments(
+        torch.tensor(node_costs, dtype=torch.float64),
+        torch.tensor(edges, dtype=torch.long).view(-1, 2),
+        torch.tensor(edge_costs, dtype=torch.float64),
+        torch.tensor(classes),
+        keys,
+        num_keys,
+        rounds,
+        kernels,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled_graphs())
+def test_moves_lower_the_objective_to_a_local_optimum(graph):
+    node_costs, edges, edge_costs, partitionable, classes, clusters = graph
+    before = naive_objective(node_costs, edges, edge_costs, partitionable, classes, clusters)
+    new_classes, keys, moves = _refine(graph)
+    new_classes, keys = new_classes.tolist(), keys.tolist()
+    after = naive_objective(node_costs, edges, edge_costs, partitionable, new_classes, keys)
+    assert after <= before + 1e-9
+    assert len(moves) < 100 and all(m > 0 for m in moves)
+    # one class per segment; moves only enter existing segments
+    assert len({(key, c) for key, c in zip(keys, new_classes, strict=True)}) == len(set(keys))
+    # no single node can still improve by joining a neighbour's segment (by the definition)
+    for u in range(len(keys)):
+        neighbours = {b if a == u else a for a, b in edges if u in (a, b)}
+        for v in neighbours:
+            if keys[v] == keys[u]:
+                continue
+            moved_classes, moved_keys = list(new_classes), list(keys)
+            moved_classes[u], moved_keys[u] = new_classes[v], keys[v]
+            moved = naive_objective(node_costs, edges, edge_costs, partitionable, moved_classes,
+                                    moved_keys)  # fmt: skip
+            assert moved >= after - 1e-9, (u, v)
+
+
+@settings(max_examples=30, deadline=None)
+@given(labelled_graphs(max_nodes=10))
+def test_host_kernels_refine_as_the_torch_steps(graph):
+    host = ContractionKernels(torch.device("cpu"))
+    for got, expected in zip(_refine(graph, host), _refine(graph), strict=True):
+        assert got == expected if isinstance(got, list) else torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_refined_parallel_solver_reaches_the_sequential_greedy(seed):
+    p = make_problem(2, 40, 64, 19, distances=(1, 4, 16, 32), seed=seed)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    trivial = trivial_objective(*args)
+    sequential = gpucops.solve(*args, method="sequential").objective
+    plain = gpucops.solve(*args, refine=0)
+    refined = gpucops.solve(*args)
+    assert (refined.objective <= plain.objective + 1e-9).all()
+    assert sum(refined.info["refine_moves"]) > 0
+    quality = (trivial - refined.objective) / (trivial - sequential)
+    assert (quality >= 0.995).all(), quality
+    # the reported objective is the objective of the returned labeling
+    check = gpucops.objective(*args[:3], refined.classes, refined.segments, p.distances)
+    torch.testing.assert_close(check, refined.objective)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_refine_rounds_are_checked(bad):
+    p = make_problem(1, 8, 8, 3, distances=(1,), seed=0)
+    with pytest.raises(ValueError, match="refine"):
+        gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances, refine=bad)
