@@ -25,7 +25,7 @@ import torch
 from .contraction_kernels import ContractionKernels
 from .parallel import _coalesce_edges  # the contraction's deterministic pair sums
 
-__all__ = ["refine_segments", "segment_keys"]
+__all__ = ["refine_labeling", "refine_segments", "segment_keys"]
 
 
 def segment_keys(
@@ -139,3 +139,58 @@ def refine_segments(
         mark[neighbour[incident(moving)]] = True
         active = mark.nonzero().flatten()
     return classes, keys, moves_per_round
+
+
+def refine_labeling(
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    classes: torch.Tensor,
+    clusters: torch.Tensor,
+    partitionable: torch.Tensor,
+    image_index: torch.Tensor,
+    num_images: int,
+    max_rounds: int,
+    kernels: ContractionKernels | None = None,
+    split_images: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """:func:`refine_segments` of a contraction's result, image by image on the CPU (the working
+    set stays in cache; the decisions are the same, since every move is local to an image).
+
+    Args:
+        costs: ``[N, K]`` float64; ``edges [E, 2]``, ``weights [E]`` float64 (within images);
+        classes, clusters: ``[N]`` the contraction's result; ``image_index [N]``.
+        split_images: None = on the CPU only.
+    Returns:
+        classes and clusters ``[N]`` (a stuff node's cluster is its segment key ≥ N; only the
+        class matters for stuff), and the moves of each round summed over images.
+    """
+    keys, _ = segment_keys(classes, clusters, partitionable, image_index, num_images)
+    if split_images is None:
+        split_images = costs.device.type == "cpu"
+    groups = (
+        [torch.arange(costs.shape[0], device=costs.device)]
+        if not split_images or num_images <= 1
+        else [(image_index == b).nonzero().flatten() for b in range(num_images)]
+    )
+    position = torch.empty_like(keys)
+    edge_image = image_index[edges[:, 0]] if len(groups) > 1 else None
+    rounds: list[list[int]] = []
+    classes, keys = classes.clone(), keys.clone()
+    for b, nodes in enumerate(groups):
+        if nodes.numel() == 0:
+            continue
+        position[nodes] = torch.arange(nodes.numel(), device=keys.device)
+        local_edges = edges if edge_image is None else edges[edge_image == b]
+        local_weights = weights if edge_image is None else weights[edge_image == b]
+        # local key numbers in the keys' own order, so ties break as in a single-image solve
+        unique, local_keys = torch.unique(keys[nodes], return_inverse=True)
+        new_classes, new_keys, moves = refine_segments(
+            costs[nodes], position[local_edges], local_weights, classes[nodes], local_keys,
+            unique.numel(), max_rounds, kernels,
+        )  # fmt: skip
+        classes[nodes], keys[nodes] = new_classes, unique[new_keys]
+        rounds.append(moves)
+    length = max(map(len, rounds), default=0)
+    merged = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
+    return classes, keys, merged

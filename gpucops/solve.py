@@ -18,7 +18,7 @@ from .grid import grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
 from .objective import objective_graph_validated
 from .parallel import contract_parallel
-from .refine import refine_segments, segment_keys
+from .refine import refine_labeling
 from .sequential import contract_sequential
 
 __all__ = ["BACKENDS", "METHODS", "solve", "solve_graph"]
@@ -90,12 +90,10 @@ def _solve_validated(
                 costs = costs.masked_fill(
                     label_mask.to(compute)[image_index.to(compute)], torch.inf
                 )
-            keys, num_keys = segment_keys(
-                classes, clusters, partitionable.to(compute), image_index.to(compute), num_images
-            )
-            classes, clusters, moves = refine_segments(
-                costs, edges.to(compute), edge_costs.to(compute).double(), classes, keys,
-                num_keys, refine, kernels_for(compute),
+            classes, clusters, moves = refine_labeling(
+                costs, edges.to(compute), edge_costs.to(compute).double(), classes, clusters,
+                partitionable.to(compute), image_index.to(compute), num_images, refine,
+                kernels_for(compute),
             )  # fmt: skip
             info["refine_moves"] = moves
     classes, clusters = classes.to(device), clusters.to(device)

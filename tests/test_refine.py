@@ -108,3 +108,26 @@ def test_refine_rounds_are_checked(bad):
     p = make_problem(1, 8, 8, 3, distances=(1,), seed=0)
     with pytest.raises(ValueError, match="refine"):
         gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances, refine=bad)
+
+
+def test_image_by_image_equals_one_graph():
+    from gpucops.parallel import contract_parallel
+    from gpucops.refine import refine_labeling
+
+    p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=5)
+    nodes, edges, weights, image_index = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances
+    )
+    # images interleaved, as solve_graph allows
+    order = torch.randperm(nodes.shape[0], generator=torch.Generator().manual_seed(0))
+    position = torch.empty_like(order)
+    position[order] = torch.arange(order.numel())
+    nodes, image_index, edges = nodes[order], image_index[order], position[edges]
+    result = contract_parallel(nodes, edges, weights, image_index, 3)
+    args = (nodes.double(), edges, weights.double(), result.classes, result.clusters,
+            p.partitionable, image_index, 3, 20)  # fmt: skip
+    apart = refine_labeling(*args, split_images=True)
+    together = refine_labeling(*args, split_images=False)
+    assert sum(apart[2]) > 0
+    for got, expected in zip(apart, together, strict=True):
+        assert got == expected if isinstance(got, list) else torch.equal(got, expected)
