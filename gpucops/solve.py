@@ -153,21 +153,17 @@ def solve_graph(
         label_mask, problem.num_images, problem.node_costs.shape[1], problem.image_index
     )
     compute = _compute_device(method, backend, problem.node_costs.device)
-    return _solve_validated(
-        problem,
-        label_mask,
-        method,
-        compute,
-        _check_fraction(epsilon, "epsilon"),
-        _check_fraction(threshold, "threshold"),
-        _check_rounds(refine),
-    )
+    options = _checked_options(epsilon, threshold, refine)
+    return _solve_validated(problem, label_mask, method, compute, *options)
 
 
-def _check_rounds(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"refine must be an integer ≥ 0, got {value!r}")
-    return value
+def _checked_options(
+    epsilon: float | None, threshold: float | None, refine: object
+) -> tuple[float | None, float | None, int]:
+    """The parallel solver's options, checked: (ε, α, refinement rounds)."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
+    return _check_fraction(epsilon, "epsilon"), _check_fraction(threshold, "threshold"), refine
 
 
 def _check_fraction(value: float | None, name: str) -> float | None:
@@ -212,15 +208,8 @@ def solve(
     nodes, edges, weights, image_index = grid_to_graph(node_costs, edge_costs, distances)
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
-    result = _solve_validated(
-        graph,
-        label_mask,
-        method,
-        compute,
-        _check_fraction(epsilon, "epsilon"),
-        _check_fraction(threshold, "threshold"),
-        _check_rounds(refine),
-    )
+    options = _checked_options(epsilon, threshold, refine)
+    result = _solve_validated(graph, label_mask, method, compute, *options)
     shape = (batch, height, width)
     return PanopticLabeling(
         result.classes.view(shape), result.clusters.view(shape), result.objective, result.info

@@ -20,6 +20,23 @@ def small_graphs(draw, max_nodes=6, max_classes=3):
     return node_costs, edges, edge_costs, partitionable
 
 
+@st.composite
+def labelled_graphs(draw, max_nodes=6, max_classes=3):
+    """A small graph and a feasible labeling of it: random clusters, one class each."""
+    node_costs, edges, edge_costs, partitionable = draw(small_graphs(max_nodes, max_classes))
+    n, k = len(node_costs), len(partitionable)
+    clusters = draw(st.lists(st.integers(0, n - 1), min_size=n, max_size=n))
+    cluster_class = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    return (
+        node_costs,
+        edges,
+        edge_costs,
+        partitionable,
+        [cluster_class[c] for c in clusters],
+        clusters,
+    )
+
+
 def random_round(seed: int, clusters: int, k: int, masked: bool):
     """A random contraction state: class costs (some +inf when masked), coalesced edges."""
     g = torch.Generator().manual_seed(seed)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import gpucops
 from gpucops.contraction_kernels import ContractionKernels
@@ -14,23 +13,7 @@ from gpucops.objective import trivial_objective
 from gpucops.refine import refine_segments, segment_keys
 from gpucops.synthetic import make_problem
 from tests.reference import naive_objective
-
-
-@st.composite
-def labelled_graphs(draw, max_nodes=8, max_classes=3):
-    """A graph with costs and a feasible starting labeling (random clusters of one class)."""
-    n = draw(st.integers(1, max_nodes))
-    k = draw(st.integers(1, max_classes))
-    value = st.integers(-4, 4).map(lambda v: v / 2)
-    node_costs = draw(st.lists(st.lists(value, min_size=k, max_size=k), min_size=n, max_size=n))
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    edges = draw(st.lists(st.sampled_from(pairs), max_size=14)) if pairs else []
-    edge_costs = draw(st.lists(value, min_size=len(edges), max_size=len(edges)))
-    partitionable = draw(st.lists(st.booleans(), min_size=k, max_size=k))
-    clusters = draw(st.lists(st.integers(0, n - 1), min_size=n, max_size=n))
-    cluster_class = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
-    classes = [cluster_class[c] for c in clusters]
-    return node_costs, edges, edge_costs, partitionable, classes, clusters
+from tests.strategies import labelled_graphs
 
 
 def _refine(graph, kernels=None, rounds=100):
@@ -54,7 +37,7 @@ def _refine(graph, kernels=None, rounds=100):
 
 
 @settings(max_examples=60, deadline=None)
-@given(labelled_graphs())
+@given(labelled_graphs(max_nodes=8))
 def test_moves_lower_the_objective_to_a_local_optimum(graph):
     node_costs, edges, edge_costs, partitionable, classes, clusters = graph
     before = naive_objective(node_costs, edges, edge_costs, partitionable, classes, clusters)
