@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
                 parallel, parallel_s = median_time(
                     lambda a=solve_args: gpucops.solve(
-                        *a, epsilon=args.epsilon, threshold=args.threshold
+                        *a, epsilon=args.epsilon, threshold=args.threshold, refine=args.refine
                     ),
                     device,
                     args.repeats,
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
     parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
+    parser.add_argument("--refine", type=int, default=0, help="refinement rounds (default 0)")
     parser.add_argument(
         "--sequential-limit",
         type=int,

@@ -75,8 +75,9 @@ def test_refined_parallel_solver_reaches_the_sequential_greedy(seed):
     args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
     trivial = trivial_objective(*args)
     sequential = gpucops.solve(*args, method="sequential").objective
-    plain = gpucops.solve(*args, refine=0)
-    refined = gpucops.solve(*args)
+    plain = gpucops.solve(*args)
+    assert "refine_moves" not in plain.info  # off by default
+    refined = gpucops.solve(*args, refine=20)
     assert (refined.objective <= plain.objective + 1e-9).all()
     assert sum(refined.info["refine_moves"]) > 0
     quality = (trivial - refined.objective) / (trivial - sequential)
