@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .grid import edge_offsets
 from .labeling import PanopticLabeling
 from .solve import solve
+from .timing import synchronize
 
 __all__ = [
     "Prediction",
@@ -94,12 +95,12 @@ def full_resolution_costs(
     rows = torch.arange(height, dtype=torch.float64, device=node_costs.device)
     cols = torch.arange(width, dtype=torch.float64, device=node_costs.device)
     centre = (factor - 1) / 2
+    across = [(cols - centre) / factor, (rows - centre) / factor]
     maps = []
     for distance in full:
         source = 1 if distance == 1 else distance // factor
         index = distances.index(source)
         shift = (_centre_shift(distance) - centre) / factor - _centre_shift(source)
-        across = [(cols - centre) / factor, (rows - centre) / factor]
         before, after = edge_offsets(source)
         for axis, along, other in ((0, rows, across[0]), (1, cols, across[1])):
             values = edge_costs[:, 2 * index + axis]
@@ -283,8 +284,7 @@ class _Timer:
         self._last = time.perf_counter()
 
     def lap(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
         return elapsed

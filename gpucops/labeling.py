@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["GraphLabeling", "PanopticLabeling", "compact_segments"]
+__all__ = ["GraphLabeling", "PanopticLabeling", "compact_segments", "segment_keys"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,21 @@ class GraphLabeling:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def segment_keys(
+    classes: torch.Tensor,
+    clusters: torch.Tensor,
+    partitionable: torch.Tensor,
+    image_index: torch.Tensor,
+    num_images: int,
+) -> tuple[torch.Tensor, int]:
+    """A key per node naming its panoptic segment — the cluster for a thing class, ``N +
+    image·K + class`` for a stuff class (the stuff merge) — and the number of keys."""
+    num_nodes, num_classes = classes.shape[0], partitionable.shape[0]
+    stuff_key = num_nodes + image_index * num_classes + classes
+    keys = torch.where(partitionable[classes], clusters, stuff_key)
+    return keys, num_nodes + num_images * num_classes
+
+
 def compact_segments(
     classes: torch.Tensor,
     clusters: torch.Tensor,
@@ -75,9 +90,7 @@ def compact_segments(
     num_nodes = classes.shape[0]
     if num_nodes == 0:
         return classes.clone()
-    num_classes = partitionable.shape[0]
-    stuff_key = num_nodes + image_index * num_classes + classes
-    key = torch.where(partitionable[classes], clusters, stuff_key)
+    key, _ = segment_keys(classes, clusters, partitionable, image_index, num_images)
     unique_keys, inverse = torch.unique(key, return_inverse=True)
     node_ids = torch.arange(num_nodes, device=classes.device)
     first_node = torch.full_like(unique_keys, num_nodes).scatter_reduce_(

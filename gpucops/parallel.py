@@ -40,6 +40,7 @@ __all__ = [
     "cluster_classes",
     "coin_is_centre",
     "contract_parallel",
+    "masked_class_costs",
     "pick_edges",
     "score_edges",
     "star_roots",
@@ -106,6 +107,18 @@ def pick_edges(scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> 
     for end in (0, 1):
         best.scatter_reduce_(0, edges[positive, end], keys, reduce="amax")
     return torch.where(best >= 0, _LOW32 - (best & _LOW32), -1)
+
+
+def masked_class_costs(
+    node_costs: torch.Tensor, label_mask: torch.Tensor | None, image_index: torch.Tensor
+) -> torch.Tensor:
+    """Float64 class costs ``[N, K]`` with the labels an image may not use (``label_mask
+    [num_images, K]``, True = forbidden) set to +inf: min/argmin skip them and sums keep them
+    infinite."""
+    costs = node_costs.double()
+    if label_mask is not None:
+        costs = costs.masked_fill(label_mask[image_index], float("inf"))
+    return costs
 
 
 def threshold_scores(
@@ -255,10 +268,8 @@ def contract_parallel(
     order = torch.argsort(image_index, stable=True)
     position = torch.empty_like(order)
     position[order] = torch.arange(num_nodes, device=device)
-    costs = node_costs[order].double()
     node_image = image_index[order]
-    if label_mask is not None:
-        costs = costs.masked_fill(label_mask[node_image], float("inf"))
+    costs = masked_class_costs(node_costs[order], label_mask, node_image)
     kernels = kernels_for(device) if use_kernels else None
     # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
     edges, weights = _coalesce_edges(kernels, edges, edge_costs.double(), position, num_nodes)

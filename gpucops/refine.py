@@ -23,25 +23,10 @@ from __future__ import annotations
 import torch
 
 from .contraction_kernels import ContractionKernels
+from .labeling import segment_keys
 from .parallel import _coalesce_edges  # the contraction's deterministic pair sums
 
-__all__ = ["refine_labeling", "refine_segments", "segment_keys"]
-
-
-def segment_keys(
-    classes: torch.Tensor,
-    clusters: torch.Tensor,
-    partitionable: torch.Tensor,
-    image_index: torch.Tensor,
-    num_images: int,
-) -> tuple[torch.Tensor, int]:
-    """A key per node naming its segment — the cluster for a thing class, ``N + image·K +
-    class`` for a stuff class (the stuff merge) — and the number of keys."""
-    num_nodes, num_classes = classes.shape[0], partitionable.shape[0]
-    stuff_key = num_nodes + image_index * num_classes + classes
-    return torch.where(partitionable[classes], clusters, stuff_key), num_nodes + (
-        num_images * num_classes
-    )
+__all__ = ["refine_labeling", "refine_segments"]
 
 
 def refine_segments(
@@ -181,8 +166,10 @@ def refine_labeling(
         if nodes.numel() == 0:
             continue
         position[nodes] = torch.arange(nodes.numel(), device=keys.device)
-        local_edges = edges if edge_image is None else edges[edge_image == b]
-        local_weights = weights if edge_image is None else weights[edge_image == b]
+        local_edges, local_weights = edges, weights
+        if edge_image is not None:
+            selected = edge_image == b
+            local_edges, local_weights = edges[selected], weights[selected]
         # local key numbers in the keys' own order, so ties break as in a single-image solve
         unique, local_keys = torch.unique(keys[nodes], return_inverse=True)
         new_classes, new_keys, moves = refine_segments(

@@ -17,7 +17,7 @@ from .contraction_kernels import kernels_for
 from .grid import grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
 from .objective import objective_graph_validated
-from .parallel import contract_parallel
+from .parallel import contract_parallel, masked_class_costs
 from .refine import refine_labeling
 from .sequential import contract_sequential
 
@@ -86,11 +86,8 @@ def _solve_validated(
         info["merges_per_round"] = result.merges_per_round
         info["merges"] = sum(result.merges_per_round)
         if refine:
-            costs = node_costs.to(compute).double()
-            if label_mask is not None:
-                costs = costs.masked_fill(
-                    label_mask.to(compute)[image_index.to(compute)], torch.inf
-                )
+            mask = None if label_mask is None else label_mask.to(compute)
+            costs = masked_class_costs(node_costs.to(compute), mask, image_index.to(compute))
             classes, clusters, moves = refine_labeling(
                 costs, edges.to(compute), edge_costs.to(compute).double(), classes, clusters,
                 partitionable.to(compute), image_index.to(compute), num_images, refine,

@@ -27,8 +27,7 @@ from tqdm import tqdm
 from .data import (
     CityscapesPanoptic,
     CocoPanoptic,
-    labeling_to_panoptic,
-    segments_info,
+    panoptic_segments,
     write_synthetic_cityscapes,
 )
 from .layer import AMWCLayer
@@ -241,28 +240,20 @@ def _batch_indices(size: int, step: int, config: TrainConfig, rank: int, world: 
     return chunk[rank * config.batch_size : (rank + 1) * config.batch_size].tolist(), epoch
 
 
-def _panoptic(classes: torch.Tensor, segments: torch.Tensor) -> tuple:
-    """Segment ids (0 = void) and ``segments_info`` of one labeling ``[H, W]`` (category =
-    class index; segment −1 = void)."""
-    ids, categories = labeling_to_panoptic(
-        classes, segments, list(range(int(classes.max()) + 1)), keep=segments >= 0
-    )
-    return ids, segments_info(ids, categories)
-
-
 @torch.no_grad()
 def validate(module: TrainingModule, dataset, device: torch.device) -> dict:
     """PQ of the solved labelings against the stride-grid ground truth (in process)."""
     module.eval()
     partitionable = module.layer.partitionable
     metric = PanopticQuality({k: bool(t) for k, t in enumerate(partitionable.tolist())})
+    category_ids = list(range(len(partitionable)))  # category = class index
     for index in range(len(dataset)):
         item = _collate([dataset[index]])
         semantic, affinity = module.net(item["image"].to(device))
         labeling = module.layer(semantic.float(), affinity.float()).labeling
         metric.update(
-            *_panoptic(item["classes"][0], item["segments"][0]),
-            *_panoptic(labeling.classes[0].cpu(), labeling.segments[0].cpu()),
+            *panoptic_segments(item["classes"][0], item["segments"][0], category_ids),
+            *panoptic_segments(labeling.classes[0].cpu(), labeling.segments[0].cpu(), category_ids),
         )
     module.train()
     return metric.compute()

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 
 import gpucops
 from gpucops.contraction_kernels import ContractionKernels
+from gpucops.labeling import segment_keys
 from gpucops.objective import trivial_objective
-from gpucops.refine import refine_segments, segment_keys
+from gpucops.refine import refine_segments
 from gpucops.synthetic import make_problem
 from tests.reference import naive_objective
 from tests.strategies import labelled_graphs

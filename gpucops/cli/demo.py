@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import CityscapesPanoptic, PanopticWriter, voc_sample, write_synthetic_cityscapes
+from ..data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
 from ..grid import stride_samples
 from ..inference import full_resolution_costs, remove_small_segments, upsample_labels
 from ..metrics import SemanticIoU, evaluate_panoptic
@@ -67,8 +68,9 @@ def _synthetic(args: argparse.Namespace) -> Scenes:
     )
     dataset = CityscapesPanoptic(root, "val", distances=(1,), stride=1)
     items = [dataset[i] for i in range(len(dataset))]
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    # the dataset's images come normalised; the pictures want the pixels back
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
     images = [
         (item["image"] * std + mean).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
         for item in items

@@ -20,6 +20,7 @@ __all__ = [
     "id2rgb",
     "labeling_to_panoptic",
     "panoptic_pairs",
+    "panoptic_segments",
     "read_panoptic_json",
     "read_panoptic_png",
     "rgb2id",
@@ -97,6 +98,15 @@ def labeling_to_panoptic(
     first_class[ids.flatten()] = classes.flatten()
     categories = {int(i): int(category_ids[first_class[i]]) for i in present if i != 0}
     return ids.numpy().astype(np.uint32), categories
+
+
+def panoptic_segments(
+    classes: torch.Tensor, segments: torch.Tensor, category_ids: list[int]
+) -> tuple[np.ndarray, list[dict]]:
+    """One labeling ``[H, W]`` (segment −1 = void) as COCO-panoptic segment ids (0 = void) and
+    their ``segments_info`` (class k written as ``category_ids[k]``)."""
+    ids, categories = labeling_to_panoptic(classes, segments, category_ids, keep=segments >= 0)
+    return ids, segments_info(ids, categories)
 
 
 def write_panoptic_json(path: str | Path, annotations: list[dict], categories: list[dict],
@@ -191,9 +201,7 @@ class PanopticWriter:
         """Add one labeling (``classes``, ``segments`` ``[H, W]``; segment −1 = void) with
         optional instance ``scores`` by segment (written as ``score`` in ``segments_info``);
         returns the PNG's path."""
-        category_ids = [c["id"] for c in self.categories]
-        ids, categories = labeling_to_panoptic(classes, segments, category_ids, keep=segments >= 0)
-        info = segments_info(ids, categories)
+        ids, info = panoptic_segments(classes, segments, [c["id"] for c in self.categories])
         for entry in info:  # panoptic ids are segment + 1
             if scores is not None and entry["id"] - 1 in scores:
                 entry["score"] = float(scores[entry["id"] - 1])
