@@ -103,7 +103,16 @@ extern "C" __global__ void star_pair(long long num_clusters, const long long* pi
 
 // ---- Contraction: counting sort into buckets, then deterministic per-bucket sums. ----
 // A bucket b holds slot[start[b] .. start[b + 1]); start is the exclusive prefix sum of the
-// counts. Filling uses atomics, so the order within a bucket is only fixed by bucket_sort.
+// counts. A slot holds the packed key (secondary[i] << 32) | i of its item i (secondary in
+// [0, 2^31), i < 2^32): filling reads secondary[] in item order, so sorting a bucket compares
+// one int64 per item in contiguous memory instead of gathering secondary[] at random. Filling uses
+// atomics, so the order within a bucket is only fixed by bucket_sort.
+
+__device__ __forceinline__ long long gpucops_slot_item(long long packed) {
+    return packed & 0xFFFFFFFFLL;
+}
+
+__device__ __forceinline__ long long gpucops_slot_key(long long packed) { return packed >> 32; }
 
 // counts[keys[i]] += 1 for every i with keys[i] ≥ 0 (counts zeroed before the launch).
 extern "C" __global__ void bucket_count(long long n, const long long* keys, long long* counts) {
@@ -112,55 +121,35 @@ extern "C" __global__ void bucket_count(long long n, const long long* keys, long
     }
 }
 
-// slot[start[keys[i]] + fill[keys[i]]++] = i for every i with keys[i] ≥ 0 (fill zeroed).
-extern "C" __global__ void bucket_fill(long long n, const long long* keys, const long long* start,
+// slot[start[keys[i]] + fill[keys[i]]++] = (secondary[i] << 32) | i for every i with keys[i] ≥ 0
+// (fill zeroed).
+extern "C" __global__ void bucket_fill(long long n, const long long* keys,
+                                       const long long* secondary, const long long* start,
                                        long long* fill, long long* slot) {
     GPUCOPS_FOR_EACH(i, n) {
         const long long key = keys[i];
-        if (key >= 0) slot[start[key] + gpucops_atomic_add(fill + key, 1LL)] = i;
+        if (key >= 0)
+            slot[start[key] + gpucops_atomic_add(fill + key, 1LL)] = (secondary[i] << 32) | i;
     }
 }
 
-// Sort each bucket by (secondary[i], i) — by i alone when secondary is the bucket key. Buckets of
-// up to 16 items (almost all) are insertion-sorted on copies of their keys in registers; larger
-// ones (the edges of a few big clusters) get a shell sort, O(n^1.3), on (key, item) pairs copied
-// into key_scratch (aligned with slot), since comparisons through secondary[] miss the cache.
+// Sort each bucket's packed keys, i.e. by (secondary, item): insertion sort for up to 32 items
+// (almost all buckets), a shell sort, O(n^1.3), for the few large ones (the edges of big
+// clusters).
 extern "C" __global__ void bucket_sort(long long num_buckets, const long long* start,
-                                       const long long* secondary, long long* slot,
-                                       long long* key_scratch) {
+                                       long long* slot) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long* items = slot + start[b];
         const long long n = start[b + 1] - start[b];
-        if (n <= 16) {
-            long long key[16], item[16];
-            for (long long i = 0; i < n; ++i) {
-                const long long it = items[i], k = secondary[it];
-                long long j = i;
-                for (; j > 0 && (k < key[j - 1] || (k == key[j - 1] && it < item[j - 1])); --j) {
-                    key[j] = key[j - 1];
-                    item[j] = item[j - 1];
-                }
-                key[j] = k;
-                item[j] = it;
-            }
-            for (long long i = 0; i < n; ++i) items[i] = item[i];
-            continue;
-        }
-        long long* keys = key_scratch + start[b];
-        for (long long i = 0; i < n; ++i) keys[i] = secondary[items[i]];
         long long gap = 1;
-        while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
+        if (n > 32)
+            while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
         for (; gap > 0; gap /= 3) {
             for (long long i = gap; i < n; ++i) {
-                const long long it = items[i], k = keys[i];
+                const long long item = items[i];
                 long long j = i;
-                for (; j >= gap && (k < keys[j - gap] || (k == keys[j - gap] && it < items[j - gap]));
-                     j -= gap) {
-                    items[j] = items[j - gap];
-                    keys[j] = keys[j - gap];
-                }
-                items[j] = it;
-                keys[j] = k;
+                for (; j >= gap && item < items[j - gap]; j -= gap) items[j] = items[j - gap];
+                items[j] = item;
             }
         }
     }
@@ -174,7 +163,7 @@ extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long widt
         double* sum = out + b * width;
         for (long long k = 0; k < width; ++k) sum[k] = 0.0;
         for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const double* row = rows + slot[s] * width;
+            const double* row = rows + gpucops_slot_item(slot[s]) * width;
             for (long long k = 0; k < width; ++k) sum[k] += row[k];
         }
     }
@@ -193,12 +182,11 @@ extern "C" __global__ void edge_remap(long long num_edges, const long long* edge
 // In each bucket of edges by low end-point, sorted by (high, e): unique[b] = the number of runs
 // of equal high (the distinct edges the bucket's cluster will have).
 extern "C" __global__ void edge_runs(long long num_buckets, const long long* start,
-                                     const long long* slot, const long long* high,
-                                     long long* unique) {
+                                     const long long* slot, long long* unique) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long runs = 0;
         for (long long s = start[b]; s < start[b + 1]; ++s)
-            runs += s == start[b] || high[slot[s]] != high[slot[s - 1]];
+            runs += s == start[b] || gpucops_slot_key(slot[s]) != gpucops_slot_key(slot[s - 1]);
         unique[b] = runs;
     }
 }
@@ -206,17 +194,17 @@ extern "C" __global__ void edge_runs(long long num_buckets, const long long* sta
 // Write the runs of bucket b from offset[b] on: edge (b, high) with the weights of its run
 // summed in edge order.
 extern "C" __global__ void edge_write(long long num_buckets, const long long* start,
-                                      const long long* slot, const long long* high,
-                                      const double* weights, const long long* offset,
-                                      long long* edges, double* merged_weights) {
+                                      const long long* slot, const double* weights,
+                                      const long long* offset, long long* edges,
+                                      double* merged_weights) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long out = offset[b] - 1;
         for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const long long e = slot[s];
-            if (s == start[b] || high[e] != high[slot[s - 1]]) {
+            const long long e = gpucops_slot_item(slot[s]), high = gpucops_slot_key(slot[s]);
+            if (s == start[b] || high != gpucops_slot_key(slot[s - 1])) {
                 ++out;
                 edges[2 * out] = b;
-                edges[2 * out + 1] = high[e];
+                edges[2 * out + 1] = high;
                 merged_weights[out] = weights[e];
             } else {
                 merged_weights[out] += weights[e];
@@ -263,12 +251,14 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
         double best = 0.0, minima = 0.0, internal = 0.0;
         for (long long k = 0; k < width; ++k) {
             double sum = 0.0;
-            for (long long s = start[b]; s < start[b + 1]; ++s) sum += costs[slot[s] * width + k];
+            for (long long s = start[b]; s < start[b + 1]; ++s)
+                sum += costs[gpucops_slot_item(slot[s]) * width + k];
             best = k == 0 || sum < best ? sum : best;
         }
-        for (long long s = start[b]; s < start[b + 1]; ++s) minima += minimum[slot[s]];
+        for (long long s = start[b]; s < start[b + 1]; ++s)
+            minima += minimum[gpucops_slot_item(slot[s])];
         for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
-            internal += weights[internal_slot[s]];
+            internal += weights[gpucops_slot_item(internal_slot[s])];
         merge_cost[b] = best - minima - internal;
     }
 }

@@ -35,12 +35,12 @@ _SIGNATURES = {
     "star_propose": "ippppidppp",
     "star_pair": "ipppp",
     "bucket_count": "ipp",
-    "bucket_fill": "ipppp",
-    "bucket_sort": "ipppp",
+    "bucket_fill": "ippppp",
+    "bucket_sort": "ipp",
     "bucket_sum_rows": "iipppp",
     "edge_remap": "ipppp",
-    "edge_runs": "ipppp",
-    "edge_write": "ippppppp",
+    "edge_runs": "ippp",
+    "edge_write": "ipppppp",
     "star_mark": "ipp",
     "star_keys": "ippp",
     "internal_keys": "ippp",
@@ -186,8 +186,14 @@ class ContractionKernels:
         self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor, name: str = "bucket"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
-        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` item ids, kept
-        buffers under ``name`` (a second sort alive at the same time needs another name)."""
+        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` packed keys
+        ``secondary << 32 | item``, kept buffers under ``name`` (a second sort alive at the same
+        time needs another name)."""
+        if keys.shape[0] > _LOW32 or num_buckets >= 1 << 31:
+            raise ValueError(
+                f"the contraction kernels take at most 2^32 items and 2^31 buckets, got "
+                f"{keys.shape[0]} items and {num_buckets} buckets"
+            )
         counts = self._temporary(f"{name} counts", num_buckets).zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
         start = self._temporary(f"{name} start", num_buckets + 1)
@@ -195,9 +201,10 @@ class ContractionKernels:
         torch.cumsum(counts, 0, out=start[1:])
         slot = self._temporary(f"{name} slot", int(start[-1]))
         fill = counts.zero_()
-        self._launch("bucket_fill", keys.shape[0], keys.shape[0], keys, start, fill, slot)
-        key_scratch = self._temporary("key scratch", slot.shape[0])
-        self._launch("bucket_sort", num_buckets, num_buckets, start, secondary, slot, key_scratch)
+        self._launch(
+            "bucket_fill", keys.shape[0], keys.shape[0], keys, secondary, start, fill, slot
+        )
+        self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
         return start, slot
 
     def _output(self, name: str | None, numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -241,13 +248,13 @@ class ContractionKernels:
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
         start, slot = self._buckets(low, num_clusters, high)
         unique = self._temporary("unique", num_clusters)
-        self._launch("edge_runs", num_clusters, num_clusters, start, slot, high, unique)
+        self._launch("edge_runs", num_clusters, num_clusters, start, slot, unique)
         end = torch.cumsum(unique, 0)
         total = int(end[-1]) if num_clusters else 0
         merged = self._output(out and out + ".edges", 2 * total, torch.int64).view(total, 2)
         merged_weights = self._output(out and out + ".weights", total, torch.float64)
         self._launch(
-            "edge_write", num_clusters, num_clusters, start, slot, high, weights.contiguous(),
+            "edge_write", num_clusters, num_clusters, start, slot, weights.contiguous(),
             end - unique, merged, merged_weights,
         )  # fmt: skip
         return merged, merged_weights

@@ -85,20 +85,36 @@ def grid_edges(
     return edges.to(device), map_index.to(device)
 
 
+@functools.lru_cache(maxsize=32)
+def _sorted_order(height: int, width: int, distances: tuple[int, ...]) -> torch.Tensor:
+    edges, _ = _grid_edges_cpu(height, width, distances)
+    return torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
+
+
 def grid_to_graph(
-    node_costs: torch.Tensor, edge_costs: torch.Tensor, distances: tuple[int, ...]
+    node_costs: torch.Tensor,
+    edge_costs: torch.Tensor,
+    distances: tuple[int, ...],
+    sort_edges: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched grid problem → one block-diagonal graph.
 
     Args:
         node_costs: ``[B, K, H, W]``.
         edge_costs: ``[B, 2·|D|, H, W]``.
+        sort_edges: list each image's edges sorted by (first, second) end-point instead of in
+            the official order — the order the parallel solver works in, so it can skip its
+            first sort (an order fixed per grid size, cached).
     Returns:
         ``node_costs [B·H·W, K]``, ``edges [B·E, 2]``, ``edge_costs [B·E]``, ``image_index [B·H·W]``
         (image b's nodes are ``b·H·W + r·W + c``; its edges follow image b−1's).
     """
     batch, num_classes, height, width = node_costs.shape
     edges, map_index = grid_edges(height, width, distances, node_costs.device)
+    if sort_edges:
+        order = _sorted_order(height, width, check_distances(distances, height, width))
+        order = order.to(edges.device)
+        edges, map_index = edges[order], map_index[order]
     offsets = torch.arange(batch, device=edges.device).view(-1, 1, 1) * (height * width)
     graph_edges = (edges.unsqueeze(0) + offsets).reshape(-1, 2)
     graph_edge_costs = edge_costs.flatten(1)[:, map_index].reshape(-1)

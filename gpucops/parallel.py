@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .contraction_kernels import ContractionKernels, kernels_for
-from .segment import segment_sum
+from .segment import is_sorted, segment_sum
 
 __all__ = [
     "ContractionResult",
@@ -115,7 +115,8 @@ def masked_class_costs(
     """Float64 class costs ``[N, K]`` with the labels an image may not use (``label_mask
     [num_images, K]``, True = forbidden) set to +inf: min/argmin skip them and sums keep them
     infinite."""
-    costs = node_costs.double()
+    # row-major: a grid's node costs arrive as a permuted view, and every kernel reads rows
+    costs = node_costs.to(torch.float64, memory_format=torch.contiguous_format)
     if label_mask is not None:
         costs = costs.masked_fill(label_mask[image_index], float("inf"))
     return costs
@@ -265,14 +266,21 @@ def contract_parallel(
     device = node_costs.device
     num_nodes = node_costs.shape[0]
     # group nodes by image (stable), so cluster indices are contiguous per image
-    order = torch.argsort(image_index, stable=True)
-    position = torch.empty_like(order)
-    position[order] = torch.arange(num_nodes, device=device)
-    node_image = image_index[order]
-    costs = masked_class_costs(node_costs[order], label_mask, node_image)
+    if is_sorted(image_index):  # grids and most graphs: no reordering
+        position, node_image = None, image_index
+    else:
+        order = torch.argsort(image_index, stable=True)
+        position = torch.empty_like(order)
+        position[order] = torch.arange(num_nodes, device=device)
+        node_image, node_costs = image_index[order], node_costs[order]
+    costs = masked_class_costs(node_costs, label_mask, node_image)
     kernels = kernels_for(device) if use_kernels else None
     # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
-    edges, weights = _coalesce_edges(kernels, edges, edge_costs.double(), position, num_nodes)
+    if position is None and _is_coalesced(edges, num_nodes):
+        weights = edge_costs.double()
+    else:
+        mapping = torch.arange(num_nodes, device=device) if position is None else position
+        edges, weights = _coalesce_edges(kernels, edges, edge_costs.double(), mapping, num_nodes)
 
     if split_images is None:
         split_images = device.type == "cpu"
@@ -308,9 +316,11 @@ def contract_parallel(
         node_cluster, node_class, merges_per_round = _contract_rounds(
             costs, edges, weights, node_image, num_images, kernels, epsilon, threshold
         )
+    if position is not None:
+        node_class, node_cluster = node_class[position], node_cluster[position]
     return ContractionResult(
-        classes=node_class[position],
-        clusters=node_cluster[position],
+        classes=node_class,
+        clusters=node_cluster,
         merges_per_round=merges_per_round,
     )
 
@@ -407,6 +417,14 @@ def _coalesce_edges(
     if kernels is not None:
         return kernels.coalesce(edges, weights, mapping, num_clusters, out)
     return _coalesce(mapping[edges], weights, num_clusters)
+
+
+def _is_coalesced(edges: torch.Tensor, num_nodes: int) -> bool:
+    """Whether ``edges`` already are as :func:`_coalesce` leaves them: low < high, sorted by
+    (low, high), no duplicates (e.g. grids listed with ``sort_edges``)."""
+    low, high = edges[:, 0], edges[:, 1]
+    keys = low * num_nodes + high
+    return bool((low < high).all()) and (keys.numel() < 2 or bool((keys[1:] > keys[:-1]).all()))
 
 
 def _coalesce(

@@ -204,7 +204,10 @@ def solve(
     )
     batch, _, height, width = node_costs.shape
     compute = _compute_device(method, backend, node_costs.device)
-    nodes, edges, weights, image_index = grid_to_graph(node_costs, edge_costs, distances)
+    # the parallel solver works on edges sorted by end-points: listing them so skips a sort
+    nodes, edges, weights, image_index = grid_to_graph(
+        node_costs, edge_costs, distances, sort_edges=method == "parallel"
+    )
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
     options = _checked_options(epsilon, threshold, refine)

@@ -78,7 +78,7 @@ def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
     num_edges=st.integers(0, 400),
 )
 def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges):
-    # few clusters and many edges: buckets of over 16 items take the shell-sort path
+    # few clusters and many edges: buckets of over 32 items take the shell-sort path
     edges, weights, mapping, rows = random_contraction(seed, nodes, clusters, num_edges)
     kernels = ContractionKernels(HOST)
     merged, merged_weights = kernels.coalesce(edges, weights, mapping, clusters)
@@ -88,6 +88,15 @@ def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges
     assert torch.equal(
         kernels.segment_sum(rows, mapping, clusters), segment_sum(rows, mapping, clusters)
     )
+
+
+def test_packed_bucket_keys_refuse_counts_they_cannot_hold():
+    # a slot packs (secondary << 32) | item: 2^31 buckets would overflow it — a clear error, not
+    # a wrong sort (checked before anything is allocated)
+    with pytest.raises(ValueError, match="2\\^31 buckets"):
+        ContractionKernels(HOST).segment_sum(
+            torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.int64), 2**31
+        )
 
 
 @pytest.mark.parametrize(("num_classes", "epsilon"), [(19, None), (133, 0.5), (5, None)])

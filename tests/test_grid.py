@@ -89,6 +89,20 @@ def test_grid_to_graph_offsets_images_and_reads_the_maps():
     assert costs[e + first_col + 1] == edge_costs[1, 1, 0, 1]
 
 
+def test_sorted_listing_is_the_same_edges_ordered_by_end_points():
+    batch, height, width, distances = 2, 7, 9, (1, 2, 4)
+    edge_costs = torch.randn(batch, 6, height, width)
+    node_costs = torch.randn(batch, 3, height, width)
+    _, official, official_costs, _ = grid_to_graph(node_costs, edge_costs, distances)
+    _, edges, costs, _ = grid_to_graph(node_costs, edge_costs, distances, sort_edges=True)
+    keys = edges[:, 0] * batch * height * width + edges[:, 1]
+    assert bool((keys[1:] > keys[:-1]).all())  # strictly: sorted, no duplicates
+    # the same (edge, cost) triples as the official order
+    official_keys = official[:, 0] * batch * height * width + official[:, 1]
+    order = torch.argsort(official_keys)
+    assert torch.equal(official_keys[order], keys) and torch.equal(official_costs[order], costs)
+
+
 def test_edge_values_round_trip_with_masked_fill():
     height, width, distances = 6, 7, (1, 4)
     edges, _ = grid_edges(height, width, distances)

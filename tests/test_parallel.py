@@ -121,6 +121,32 @@ def test_quality_close_to_the_sequential_reference(num_classes, seed):
     assert banded_ratio > ratio and banded_ratio > 0.99, (ratio, banded_ratio)
 
 
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_edge_order_does_not_change_the_result(use_kernels):
+    # sorted grid edges skip the first coalescing; shuffled ones (and unsorted images) take it
+    p = make_problem(2, 20, 28, 19, distances=(1, 4, 16), seed=5)
+    nodes, edges, weights, image_index = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    shuffle = torch.randperm(edges.shape[0], generator=torch.Generator().manual_seed(0))
+    flipped = edges[shuffle].flip(1)
+    # the images' nodes interleaved: image 1's node i placed after image 0's node i
+    interleave = torch.arange(nodes.shape[0]).view(2, -1).t().flatten()
+    place = torch.empty_like(interleave)
+    place[interleave] = torch.arange(nodes.shape[0])
+    runs = [
+        (nodes, edges, weights, image_index),
+        (nodes, flipped, weights[shuffle], image_index),
+        (nodes[interleave], place[edges], weights, image_index[interleave]),
+    ]
+    results = [contract_parallel(*run, 2, use_kernels=use_kernels) for run in runs]
+    for result in results[1:2]:
+        assert torch.equal(result.classes, results[0].classes)
+        assert torch.equal(result.clusters, results[0].clusters)
+    assert torch.equal(results[2].classes[place], results[0].classes)
+    assert torch.equal(results[2].clusters[place], results[0].clusters)
+
+
 @pytest.mark.parametrize("epsilon", [None, 0.5])
 def test_one_graph_of_many_images_equals_images_one_by_one(epsilon):
     p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=11)
