@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                 solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
                 parallel, parallel_s = median_time(
                     lambda a=solve_args: gpucops.solve(
-                        *a, epsilon=args.epsilon, threshold=args.threshold, refine=args.refine
+                        *a,
+                        epsilon=args.epsilon,
+                        threshold=args.threshold,
+                        refine=args.refine,
+                        refine_classes=args.refine_classes,
                     ),
                     device,
                     args.repeats,
@@ -105,6 +109,9 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
     parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
     parser.add_argument("--refine", type=int, default=0, help="refinement rounds (default 0)")
+    parser.add_argument(
+        "--refine-classes", action="store_true", help="refinement moves may change classes"
+    )
     parser.add_argument(
         "--sequential-limit",
         type=int,

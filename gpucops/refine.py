@@ -12,6 +12,8 @@ its (Δ, index) is lower than that of every neighbour that also wants to move, s
 wanting node of every neighbourhood moves and each round makes progress. No two moving nodes are
 adjacent, so each Δ stays exact and the objective falls by their sum: it never rises, and the
 loop ends. Moves only enter existing segments, so stuff keeps one segment per class and image.
+By default (:func:`refine_labeling`) a node only moves between segments of its own thing class:
+instance boundaries move, no node changes class.
 
 The greedy contraction fixes a node's cluster once and for all; these moves let boundary nodes
 that an early merge put on the wrong side change sides. Sums are deterministic (sorted pair
@@ -70,17 +72,20 @@ def refine_segments(
     identity = torch.arange(num_nodes + num_keys, device=device)
     key_class = torch.zeros(num_keys, dtype=torch.int64, device=device)
     key_class[keys] = classes  # a segment's class never changes: moves adopt it
-    # nodes whose moves are (re)computed: all at first, then those next to a change — any other
+    # nodes whose moves are (re)computed: at first those on a segment boundary (a node whose
+    # edges all stay inside its segment has no move), then those next to a change — any other
     # node's Δs are those of the last round, where it had no improving move
-    active = None  # all nodes
+    across = keys[edges[:, 0]] != keys[edges[:, 1]]
+    boundary = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+    boundary[edges[across].flatten()] = True
+    active = boundary.nonzero().flatten()
     moves_per_round: list[int] = []
     for _ in range(max_rounds):
+        if active.numel() == 0:
+            break
         # W(u, s) for every active node u and segment s it touches, its own included
-        if active is None:
-            at_source, at_neighbour, at_weight = source, neighbour, weight
-        else:
-            at = incident(active)
-            at_source, at_neighbour, at_weight = source[at], neighbour[at], weight[at]
+        at = incident(active)
+        at_source, at_neighbour, at_weight = source[at], neighbour[at], weight[at]
         pairs = torch.stack([at_source, num_nodes + keys[at_neighbour]], 1)
         pairs, summed = _coalesce_edges(kernels, pairs, at_weight, identity, len(identity))
         node, key = pairs[:, 0], pairs[:, 1] - num_nodes
@@ -138,6 +143,7 @@ def refine_labeling(
     max_rounds: int,
     kernels: ContractionKernels | None = None,
     split_images: bool | None = None,
+    change_classes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """:func:`refine_segments` of a contraction's result, image by image on the CPU (the working
     set stays in cache; the decisions are the same, since every move is local to an image).
@@ -146,10 +152,20 @@ def refine_labeling(
         costs: ``[N, K]`` float64; ``edges [E, 2]``, ``weights [E]`` float64 (within images);
         classes, clusters: ``[N]`` the contraction's result; ``image_index [N]``.
         split_images: None = on the CPU only.
+        change_classes: False (default): a node only moves between segments of its own thing
+            class, so every node keeps its class — the instance boundaries move, the semantic
+            labeling stays. Such a move's Δ involves only edges between nodes of that class, so
+            it runs on those edges alone. True: any neighbouring segment (the node adopts its
+            class); better objectives, but on trained-network costs the class changes lowered PQ
+            (benchmarks/RESULTS.md).
     Returns:
         classes and clusters ``[N]`` (a stuff node's cluster is its segment key ≥ N; only the
         class matters for stuff), and the moves of each round summed over images.
     """
+    if not change_classes:
+        u, v = edges[:, 0], edges[:, 1]
+        same = (classes[u] == classes[v]) & partitionable[classes[u]]
+        edges, weights = edges[same], weights[same]
     keys, _ = segment_keys(classes, clusters, partitionable, image_index, num_images)
     if split_images is None:
         split_images = costs.device.type == "cpu"

@@ -60,6 +60,7 @@ def _solve_validated(
     epsilon: float | None,
     threshold: float | None,
     refine: int,
+    refine_classes: bool,
 ) -> GraphLabeling:
     node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
@@ -91,7 +92,7 @@ def _solve_validated(
             classes, clusters, moves = refine_labeling(
                 costs, edges.to(compute), edge_costs.to(compute).double(), classes, clusters,
                 partitionable.to(compute), image_index.to(compute), num_images, refine,
-                kernels_for(compute),
+                kernels_for(compute), change_classes=refine_classes,
             )  # fmt: skip
             info["refine_moves"] = moves
     classes, clusters = classes.to(device), clusters.to(device)
@@ -118,6 +119,7 @@ def solve_graph(
     epsilon: float | None = None,
     threshold: float | None = None,
     refine: int = REFINE_ROUNDS,
+    refine_classes: bool = False,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
 
@@ -141,8 +143,12 @@ def solve_graph(
             None (default) = no threshold.
         refine: at most this many rounds of boundary moves after the parallel contraction
             (independent single-node moves that lower the objective, :mod:`gpucops.refine`);
-            0 (default) = none; 20 reaches a local optimum on the benchmark problems, with an
-            objective better than the sequential greedy's — but not always a better PQ.
+            0 (default) = none; 20 reaches a local optimum on the benchmark problems.
+        refine_classes: let those moves change a node's class (join a neighbouring segment of
+            another class). False (default): nodes only move between segments of their own
+            thing class, so the semantic labeling stays the contraction's. True lifts the
+            objective past the sequential greedy's on the benchmarks, but on trained-network
+            costs it lowered PQ sharply (benchmarks/RESULTS.md).
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
@@ -152,17 +158,20 @@ def solve_graph(
         label_mask, problem.num_images, problem.node_costs.shape[1], problem.image_index
     )
     compute = _compute_device(method, backend, problem.node_costs.device)
-    options = _checked_options(epsilon, threshold, refine)
+    options = _checked_options(epsilon, threshold, refine, refine_classes)
     return _solve_validated(problem, label_mask, method, compute, *options)
 
 
 def _checked_options(
-    epsilon: float | None, threshold: float | None, refine: object
-) -> tuple[float | None, float | None, int]:
-    """The parallel solver's options, checked: (ε, α, refinement rounds)."""
+    epsilon: float | None, threshold: float | None, refine: object, refine_classes: object
+) -> tuple[float | None, float | None, int, bool]:
+    """The parallel solver's options, checked: (ε, α, refinement rounds, class changes)."""
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
-    return _check_fraction(epsilon, "epsilon"), _check_fraction(threshold, "threshold"), refine
+    if not isinstance(refine_classes, bool):
+        raise ValueError(f"refine_classes must be True or False, got {refine_classes!r}")
+    fractions = _check_fraction(epsilon, "epsilon"), _check_fraction(threshold, "threshold")
+    return *fractions, refine, refine_classes
 
 
 def _check_fraction(value: float | None, name: str) -> float | None:
@@ -182,6 +191,7 @@ def solve(
     threshold: float | None = None,
     label_mask: torch.Tensor | None = None,
     refine: int = REFINE_ROUNDS,
+    refine_classes: bool = False,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -192,7 +202,7 @@ def solve(
             :mod:`gpucops.grid`); positive = the two pixels want the same segment.
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
-        method, backend, epsilon, threshold, refine: as in :func:`solve_graph`.
+        method, backend, epsilon, threshold, refine, refine_classes: as in :func:`solve_graph`.
         label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
             labels of a batch of multiway cuts with different label counts).
     Returns:
@@ -210,7 +220,7 @@ def solve(
     )
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
-    options = _checked_options(epsilon, threshold, refine)
+    options = _checked_options(epsilon, threshold, refine, refine_classes)
     result = _solve_validated(graph, label_mask, method, compute, *options)
     shape = (batch, height, width)
     return PanopticLabeling(
