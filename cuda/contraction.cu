@@ -61,15 +61,21 @@ extern "C" __global__ void pick(long long num_edges, const long long* edges, con
     GPUCOPS_FOR_EACH(e, num_edges) { gpucops_bid(e, edges[2 * e], edges[2 * e + 1], scores[e], best); }
 }
 
+// Goodness gate (gate ≥ 0): a leaf joins only if its t ≥ gate × its centre's best t.
+__device__ __forceinline__ bool gpucops_gate(double gate, const double* scores,
+                                             const long long* picks, long long e, long long centre) {
+    return gate < 0 || scores[e] >= gate * scores[picks[centre]];
+}
+
 // Stars, first pass. For each cluster c with a pick (picks[c] ≥ 0): target[c] = the other end of
-// its picked edge. A leaf joins the centre it picked (root[c] = target[c]) — with a goodness gate
-// (gate ≥ 0: only if its t ≥ gate × the centre's best t) — and both are marked involved.
-// root must hold the identity and involved zeros before the launch.
+// its picked edge, which is marked picked. A leaf joins the centre it picked (root[c] =
+// target[c]) if the gate lets it, and both are marked involved. root must hold the identity and
+// involved and picked zeros before the launch.
 extern "C" __global__ void star_propose(long long num_clusters, const long long* picks,
                                         const long long* edges, const double* scores,
                                         const long long* local_index, long long round_index,
                                         double gate, long long* target, long long* root,
-                                        int* involved) {
+                                        int* involved, int* picked) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const long long e = picks[c];
         if (e < 0) {
@@ -78,9 +84,10 @@ extern "C" __global__ void star_propose(long long num_clusters, const long long*
         }
         const long long other = edges[2 * e] == c ? edges[2 * e + 1] : edges[2 * e];
         target[c] = other;
+        gpucops_set_flag(picked + other);
         const bool joins = !gpucops_coin(local_index[c], round_index) &&
                            gpucops_coin(local_index[other], round_index) &&
-                           (gate < 0 || scores[e] >= gate * scores[picks[other]]);
+                           gpucops_gate(gate, scores, picks, e, other);
         if (joins) {
             root[c] = other;
             gpucops_set_flag(involved + c);
@@ -98,6 +105,22 @@ extern "C" __global__ void star_pair(long long num_clusters, const long long* pi
         const long long other = target[c];
         if (other >= 0 && !involved[c] && !involved[other] && picks[other] == picks[c])
             root[c] = other < c ? other : c;
+    }
+}
+
+// Stars, third pass (free leaves): a cluster with a pick that no cluster picked and that is in no
+// star yet joins the cluster it picked if that one is a root (a centre, a pair's root or alone),
+// gate permitting. Nobody picked c, so nobody joins c; c picked its target, so the target's root
+// is not written here: the pass reads nothing it writes. Every member's pick still leads to its
+// root, which the star check's shrink to the best leaf relies on.
+extern "C" __global__ void star_free(long long num_clusters, const long long* picks,
+                                     const long long* target, const int* picked,
+                                     const double* scores, double gate, long long* root) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const long long other = target[c];
+        if (other >= 0 && !picked[c] && root[c] == c && root[other] == other &&
+            gpucops_gate(gate, scores, picks, picks[c], other))
+            root[c] = other;
     }
 }
 

@@ -32,8 +32,9 @@ _i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
 _SIGNATURES = {
     "score_pick": "iippppppp",
     "pick": "ippp",
-    "star_propose": "ippppidppp",
+    "star_propose": "ippppidpppp",
     "star_pair": "ipppp",
+    "star_free": "ippppdp",
     "bucket_count": "ipp",
     "bucket_fill": "ippppp",
     "bucket_sort": "ipp",
@@ -166,20 +167,24 @@ class ContractionKernels:
         local_index: torch.Tensor,
         round_index: int,
         epsilon: float | None,
+        free_leaves: bool = False,
     ) -> torch.Tensor:
         """Proposed roots ``[C]`` int64, as :func:`gpucops.parallel.star_roots` with the coin of
         :func:`gpucops.parallel.coin_is_centre`."""
         count = picks.shape[0]
         target = torch.empty(count, dtype=torch.int64, device=self.device)
         root = torch.arange(count, device=self.device)
-        involved = torch.zeros(count, dtype=torch.int32, device=self.device)
+        flags = torch.zeros(2, count, dtype=torch.int32, device=self.device)
+        involved, picked = flags[0], flags[1]
         gate = -1.0 if epsilon is None else 1.0 - epsilon
-        picks, edges = picks.contiguous(), edges.contiguous()
+        picks, edges, scores = picks.contiguous(), edges.contiguous(), scores.contiguous()
         self._launch(
-            "star_propose", count, count, picks, edges, scores.contiguous(),
-            local_index.contiguous(), round_index, gate, target, root, involved,
+            "star_propose", count, count, picks, edges, scores, local_index.contiguous(),
+            round_index, gate, target, root, involved, picked,
         )  # fmt: skip
         self._launch("star_pair", count, count, picks, target, involved, root)
+        if free_leaves:
+            self._launch("star_free", count, count, picks, target, picked, scores, gate, root)
         return root
 
     def _buckets(

@@ -61,6 +61,7 @@ def _solve_validated(
     threshold: float | None,
     refine: int,
     refine_classes: bool,
+    free_leaves: bool,
 ) -> GraphLabeling:
     node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
@@ -81,6 +82,7 @@ def _solve_validated(
             None if label_mask is None else label_mask.to(compute),
             epsilon,
             threshold=threshold,
+            free_leaves=free_leaves,
         )
         classes, clusters = result.classes, result.clusters
         info["rounds"] = len(result.merges_per_round)
@@ -120,6 +122,7 @@ def solve_graph(
     threshold: float | None = None,
     refine: int = REFINE_ROUNDS,
     refine_classes: bool = False,
+    free_leaves: bool = True,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
 
@@ -149,6 +152,10 @@ def solve_graph(
             thing class, so the semantic labeling stays the contraction's. True lifts the
             objective past the sequential greedy's on the benchmarks, but on trained-network
             costs it lowered PQ sharply (benchmarks/RESULTS.md).
+        free_leaves: besides the coin's stars, every cluster that no cluster picked joins the
+            cluster it picked when that one is a star's root or alone (default True): a third
+            of the rounds at a 0.1 % lower objective improvement on the benchmarks; False =
+            the coin's stars and mutual pairs only.
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
         image), ``objective [num_images]`` float64.
@@ -158,20 +165,26 @@ def solve_graph(
         label_mask, problem.num_images, problem.node_costs.shape[1], problem.image_index
     )
     compute = _compute_device(method, backend, problem.node_costs.device)
-    options = _checked_options(epsilon, threshold, refine, refine_classes)
+    options = _checked_options(epsilon, threshold, refine, refine_classes, free_leaves)
     return _solve_validated(problem, label_mask, method, compute, *options)
 
 
 def _checked_options(
-    epsilon: float | None, threshold: float | None, refine: object, refine_classes: object
-) -> tuple[float | None, float | None, int, bool]:
-    """The parallel solver's options, checked: (ε, α, refinement rounds, class changes)."""
+    epsilon: float | None,
+    threshold: float | None,
+    refine: object,
+    refine_classes: object,
+    free_leaves: object,
+) -> tuple[float | None, float | None, int, bool, bool]:
+    """The parallel solver's options, checked: (ε, α, refinement rounds, class changes, free
+    leaves)."""
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
-    if not isinstance(refine_classes, bool):
-        raise ValueError(f"refine_classes must be True or False, got {refine_classes!r}")
+    for name, flag in (("refine_classes", refine_classes), ("free_leaves", free_leaves)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     fractions = _check_fraction(epsilon, "epsilon"), _check_fraction(threshold, "threshold")
-    return *fractions, refine, refine_classes
+    return *fractions, refine, refine_classes, free_leaves
 
 
 def _check_fraction(value: float | None, name: str) -> float | None:
@@ -192,6 +205,7 @@ def solve(
     label_mask: torch.Tensor | None = None,
     refine: int = REFINE_ROUNDS,
     refine_classes: bool = False,
+    free_leaves: bool = True,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
 
@@ -202,7 +216,8 @@ def solve(
             :mod:`gpucops.grid`); positive = the two pixels want the same segment.
         partitionable: ``[K]`` bool, True for thing classes.
         distances: D, strictly increasing integers ≥ 1, relative to this grid.
-        method, backend, epsilon, threshold, refine, refine_classes: as in :func:`solve_graph`.
+        method, backend, epsilon, threshold, refine, refine_classes, free_leaves: as in
+            :func:`solve_graph`.
         label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
             labels of a batch of multiway cuts with different label counts).
     Returns:
@@ -220,7 +235,7 @@ def solve(
     )
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
-    options = _checked_options(epsilon, threshold, refine, refine_classes)
+    options = _checked_options(epsilon, threshold, refine, refine_classes, free_leaves)
     result = _solve_validated(graph, label_mask, method, compute, *options)
     shape = (batch, height, width)
     return PanopticLabeling(

@@ -40,8 +40,11 @@ HOST = torch.device("cpu")
     masked=st.booleans(),
     round_index=st.integers(0, 50),
     epsilon=st.sampled_from([None, 0.0, 0.5]),
+    free_leaves=st.booleans(),
 )
-def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_index, epsilon):
+def test_host_kernels_equal_the_torch_steps(
+    seed, clusters, k, masked, round_index, epsilon, free_leaves
+):
     costs, edges, weights = random_round(seed, clusters, k, masked)
     minimum, argmin = cluster_classes(costs)
     kernels = ContractionKernels(HOST)
@@ -52,9 +55,9 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)  # two "images"
     assert torch.equal(kernels.pick(banded, edges, clusters), pick_edges(banded, edges, clusters))
     local = torch.arange(clusters)
-    root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon)
+    root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon, free_leaves)
     centre = coin_is_centre(local, round_index)
-    assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon))
+    assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon, free_leaves))
     check = (root, picks, scores, costs, minimum, edges, weights)
     assert torch.equal(checked_roots(*check, kernels), checked_roots(*check))
 
@@ -153,7 +156,7 @@ FUZZ = textwrap.dedent(
         costs, edges, weights = random_round(seed, clusters, k, seed % 2 == 0)
         minimum, argmin = cluster_classes(costs)
         scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
-        kernels.star_roots(picks, edges, scores, torch.arange(clusters), seed, 0.5)
+        kernels.star_roots(picks, edges, scores, torch.arange(clusters), seed, 0.5, seed % 2 == 0)
         image = torch.arange(clusters) % 3
         same = image[edges[:, 0]] == image[edges[:, 1]]
         contract_parallel(costs.clamp(max=9), edges[same], weights[same], image, 3)
@@ -200,9 +203,12 @@ def test_cuda_kernels_equal_the_host_build(seed):
     gpu_banded = gpu.pick(banded.cuda(), cuda_args[3], 200)
     assert torch.equal(gpu_banded.cpu(), host.pick(banded, edges, 200))
     local = torch.arange(200)
-    root = host.star_roots(picks, edges, scores, local, seed, 0.5)
-    gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5)
-    assert torch.equal(gpu_root.cpu(), root)
+    for free_leaves in (False, True):
+        root = host.star_roots(picks, edges, scores, local, seed, 0.5, free_leaves)
+        gpu_root = gpu.star_roots(
+            gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5, free_leaves
+        )
+        assert torch.equal(gpu_root.cpu(), root)
 
 
 @pytest.mark.gpu

@@ -100,7 +100,7 @@ def test_refined_parallel_solver_reaches_the_sequential_greedy(seed):
 @pytest.mark.parametrize(
     ("option", "bad"),
     [("refine", -1), ("refine", 1.5), ("refine", True), ("refine", "3"),
-     ("refine_classes", 1), ("refine_classes", "yes")],
+     ("refine_classes", 1), ("refine_classes", "yes"), ("free_leaves", None)],
 )  # fmt: skip
 def test_refine_options_are_checked(option, bad):
     p = make_problem(1, 8, 8, 3, distances=(1,), seed=0)

@@ -17,14 +17,16 @@ from gpucops.synthetic import make_problem
 from tests.reference import brute_force_optimum, multicut_objective, naive_objective
 from tests.strategies import small_graphs
 
-# (method, options): the reference, and the parallel solver plain, gated and thresholded
+# (method, options): the reference, and the parallel solver plain (free leaves), with the coin's
+# stars only, gated and thresholded
 SOLVERS = [
     ("sequential", {}),
     ("parallel", {}),
+    ("parallel", {"free_leaves": False}),
     ("parallel", {"epsilon": 0.5}),
     ("parallel", {"threshold": 0.2}),
 ]
-IDS = ["sequential", "parallel", "parallel-eps0.5", "parallel-threshold0.2"]
+IDS = ["sequential", "parallel", "parallel-coin", "parallel-eps0.5", "parallel-threshold0.2"]
 
 
 def solve_graph(graph, method, options, **kwargs):
