@@ -13,6 +13,25 @@ __device__ __forceinline__ int gpucops_coin(long long local_index, long long rou
     return (int)((x >> 7) & 1);
 }
 
+// Each cluster's cheapest class: minimum[c] = min_k costs[c, k], argmin[c] = the lowest k
+// attaining it (+inf costs are forbidden classes; an all-+inf row gives class 0).
+extern "C" __global__ void row_min(long long num_rows, long long width, const double* costs,
+                                   double* minimum, long long* argmin) {
+    GPUCOPS_FOR_EACH(c, num_rows) {
+        const double* row = costs + c * width;
+        double best = row[0];
+        long long at = 0;
+        for (long long k = 1; k < width; ++k) {
+            if (row[k] < best) {
+                best = row[k];
+                at = k;
+            }
+        }
+        minimum[c] = best;
+        argmin[c] = at;
+    }
+}
+
 // Edge e = (u, v) with score t > 0 bids for being u's and v's pick: key = (float32 bits of t) << 32
 // | (0xFFFFFFFF − e), so the max is the largest t, then the lowest e (positive floats order as
 // their bits).
@@ -144,37 +163,70 @@ extern "C" __global__ void bucket_count(long long n, const long long* keys, long
     }
 }
 
-// slot[start[keys[i]] + fill[keys[i]]++] = (secondary[i] << 32) | i for every i with keys[i] ≥ 0
-// (fill zeroed).
-extern "C" __global__ void bucket_fill(long long n, const long long* keys,
-                                       const long long* secondary, const long long* start,
-                                       long long* fill, long long* slot) {
-    GPUCOPS_FOR_EACH(i, n) {
-        const long long key = keys[i];
-        if (key >= 0)
-            slot[start[key] + gpucops_atomic_add(fill + key, 1LL)] = (secondary[i] << 32) | i;
+// Put item i in its bucket: slot[start[keys[i]] + fill[keys[i]]++] = (secondary[i] << 32) | i,
+// and its payload (when given) beside it.
+__device__ __forceinline__ void gpucops_fill(long long i, const long long* keys,
+                                             const long long* secondary, const double* payload,
+                                             const long long* start, long long* fill,
+                                             long long* slot, double* slot_payload) {
+    const long long key = keys[i];
+    if (key < 0) return;
+    const long long s = start[key] + gpucops_atomic_add(fill + key, 1LL);
+    slot[s] = (secondary[i] << 32) | i;
+    if (payload) slot_payload[s] = payload[i];
+}
+
+// Sort one bucket's packed keys, i.e. by (secondary, item), moving the payloads (when given)
+// along: insertion sort for up to 32 items (almost all buckets), a shell sort, O(n^1.3), for the
+// few large ones (the edges of big clusters).
+__device__ __forceinline__ void gpucops_sort_bucket(long long* items, double* payload,
+                                                    long long n) {
+    long long gap = 1;
+    if (n > 32)
+        while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
+    for (; gap > 0; gap /= 3) {
+        for (long long i = gap; i < n; ++i) {
+            const long long item = items[i];
+            const double value = payload ? payload[i] : 0.0;
+            long long j = i;
+            for (; j >= gap && item < items[j - gap]; j -= gap) {
+                items[j] = items[j - gap];
+                if (payload) payload[j] = payload[j - gap];
+            }
+            items[j] = item;
+            if (payload) payload[j] = value;
+        }
     }
 }
 
-// Sort each bucket's packed keys, i.e. by (secondary, item): insertion sort for up to 32 items
-// (almost all buckets), a shell sort, O(n^1.3), for the few large ones (the edges of big
-// clusters).
+// Fill the buckets (fill zeroed before the launch) — items only, or items with a payload each.
+extern "C" __global__ void bucket_fill(long long n, const long long* keys,
+                                       const long long* secondary, const long long* start,
+                                       long long* fill, long long* slot) {
+    GPUCOPS_FOR_EACH(i, n) { gpucops_fill(i, keys, secondary, nullptr, start, fill, slot, nullptr); }
+}
+
+extern "C" __global__ void bucket_fill_payload(long long n, const long long* keys,
+                                               const long long* secondary, const double* payload,
+                                               const long long* start, long long* fill,
+                                               long long* slot, double* slot_payload) {
+    GPUCOPS_FOR_EACH(i, n) {
+        gpucops_fill(i, keys, secondary, payload, start, fill, slot, slot_payload);
+    }
+}
+
+// Sort every bucket — items only, or with their payloads (aligned with slot).
 extern "C" __global__ void bucket_sort(long long num_buckets, const long long* start,
                                        long long* slot) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        long long* items = slot + start[b];
-        const long long n = start[b + 1] - start[b];
-        long long gap = 1;
-        if (n > 32)
-            while (gap < n / 3) gap = 3 * gap + 1;  // Knuth's gaps 1, 4, 13, 40, …
-        for (; gap > 0; gap /= 3) {
-            for (long long i = gap; i < n; ++i) {
-                const long long item = items[i];
-                long long j = i;
-                for (; j >= gap && item < items[j - gap]; j -= gap) items[j] = items[j - gap];
-                items[j] = item;
-            }
-        }
+        gpucops_sort_bucket(slot + start[b], nullptr, start[b + 1] - start[b]);
+    }
+}
+
+extern "C" __global__ void bucket_sort_payload(long long num_buckets, const long long* start,
+                                               long long* slot, double* slot_payload) {
+    GPUCOPS_FOR_EACH(b, num_buckets) {
+        gpucops_sort_bucket(slot + start[b], slot_payload + start[b], start[b + 1] - start[b]);
     }
 }
 
@@ -215,22 +267,22 @@ extern "C" __global__ void edge_runs(long long num_buckets, const long long* sta
 }
 
 // Write the runs of bucket b from offset[b] on: edge (b, high) with the weights of its run
-// summed in edge order.
+// summed in edge order (slot_weights: the edges' weights, aligned with slot).
 extern "C" __global__ void edge_write(long long num_buckets, const long long* start,
-                                      const long long* slot, const double* weights,
+                                      const long long* slot, const double* slot_weights,
                                       const long long* offset, long long* edges,
                                       double* merged_weights) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         long long out = offset[b] - 1;
         for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const long long e = gpucops_slot_item(slot[s]), high = gpucops_slot_key(slot[s]);
+            const long long high = gpucops_slot_key(slot[s]);
             if (s == start[b] || high != gpucops_slot_key(slot[s - 1])) {
                 ++out;
                 edges[2 * out] = b;
                 edges[2 * out + 1] = high;
-                merged_weights[out] = weights[e];
+                merged_weights[out] = slot_weights[s];
             } else {
-                merged_weights[out] += weights[e];
+                merged_weights[out] += slot_weights[s];
             }
         }
     }

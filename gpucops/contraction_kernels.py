@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +31,7 @@ _THREADS = 256
 _i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
 # argument types of each kernel, in order: "i" long long, "d" double, "p" pointer
 _SIGNATURES = {
+    "row_min": "iippp",
     "score_pick": "iippppppp",
     "pick": "ippp",
     "star_propose": "ippppidpppp",
@@ -37,7 +39,9 @@ _SIGNATURES = {
     "star_free": "ippppdp",
     "bucket_count": "ipp",
     "bucket_fill": "ippppp",
+    "bucket_fill_payload": "ippppppp",
     "bucket_sort": "ipp",
+    "bucket_sort_payload": "ippp",
     "bucket_sum_rows": "iipppp",
     "edge_remap": "ipppp",
     "edge_runs": "ippp",
@@ -94,6 +98,10 @@ class ContractionKernels:
         if device.type == "cpu":
             self._library = _host_library(_host_flags())
 
+    def release_scratch(self) -> None:
+        """Free the kept scratch buffers (they are allocated again when next needed)."""
+        self._scratch.clear()
+
     def _temporary(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         """Uninitialised ``[numel]`` storage kept across calls under ``name`` (grown as needed),
         for a temporary that dies before the next use of its name. The host allocator hands
@@ -128,6 +136,15 @@ class ContractionKernels:
         function = _cuda_module(self.device.index or 0).get_function(name)
         with stream:
             function(((count + _THREADS - 1) // _THREADS,), (_THREADS,), tuple(converted))
+
+    def row_min(self, costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """min ``[C]`` float64 and argmin ``[C]`` int64 (lowest class on ties) of each row of
+        ``costs [C, K]``, as :func:`gpucops.parallel.cluster_classes`."""
+        (count, width), costs = costs.shape, costs.contiguous()
+        minimum = torch.empty(count, dtype=torch.float64, device=self.device)
+        argmin = torch.empty(count, dtype=torch.int64, device=self.device)
+        self._launch("row_min", count, count, width, costs, minimum, argmin)
+        return minimum, argmin
 
     def score_pick(
         self,
@@ -188,12 +205,19 @@ class ContractionKernels:
         return root
 
     def _buckets(
-        self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor, name: str = "bucket"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        keys: torch.Tensor,
+        num_buckets: int,
+        secondary: torch.Tensor,
+        name: str = "bucket",
+        payload: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
-        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]`` packed keys
-        ``secondary << 32 | item``, kept buffers under ``name`` (a second sort alive at the same
-        time needs another name)."""
+        by (secondary, item). Returns ``start [num_buckets + 1]``, ``slot [M]`` packed keys
+        ``secondary << 32 | item`` and, when a float64 ``payload`` per item is given, the
+        payloads in slot order (read in item order while filling, so no random gather later) —
+        kept buffers under ``name`` (a second sort alive at the same time needs another
+        name)."""
         if keys.shape[0] > _LOW32 or num_buckets >= 1 << 31:
             raise ValueError(
                 f"the contraction kernels take at most 2^32 items and 2^31 buckets, got "
@@ -206,11 +230,17 @@ class ContractionKernels:
         torch.cumsum(counts, 0, out=start[1:])
         slot = self._temporary(f"{name} slot", int(start[-1]))
         fill = counts.zero_()
+        n = keys.shape[0]
+        if payload is None:
+            self._launch("bucket_fill", n, n, keys, secondary, start, fill, slot)
+            self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
+            return start, slot, None
+        slot_payload = self._temporary(f"{name} payload", slot.shape[0], torch.float64)
         self._launch(
-            "bucket_fill", keys.shape[0], keys.shape[0], keys, secondary, start, fill, slot
+            "bucket_fill_payload", n, n, keys, secondary, payload, start, fill, slot, slot_payload
         )
-        self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
-        return start, slot
+        self._launch("bucket_sort_payload", num_buckets, num_buckets, start, slot, slot_payload)
+        return start, slot, slot_payload
 
     def _output(self, name: str | None, numel: int, dtype: torch.dtype) -> torch.Tensor:
         if name is None:
@@ -228,7 +258,7 @@ class ContractionKernels:
         skipped), added in item order, as :func:`gpucops.segment.segment_sum`. ``out`` names a
         kept buffer to write into (see :meth:`_temporary`); None = a new tensor."""
         rows, segment_ids = rows.contiguous(), segment_ids.contiguous()
-        start, slot = self._buckets(segment_ids, num_segments, segment_ids)
+        start, slot, _ = self._buckets(segment_ids, num_segments, segment_ids)
         width = rows.shape[1]
         out = self._output(out, num_segments * width, torch.float64).view(num_segments, width)
         self._launch(
@@ -251,7 +281,9 @@ class ContractionKernels:
         num_edges = edges.shape[0]
         low, high = self._temporary("low", num_edges), self._temporary("high", num_edges)
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
-        start, slot = self._buckets(low, num_clusters, high)
+        start, slot, slot_weights = self._buckets(
+            low, num_clusters, high, payload=weights.contiguous()
+        )
         unique = self._temporary("unique", num_clusters)
         self._launch("edge_runs", num_clusters, num_clusters, start, slot, unique)
         end = torch.cumsum(unique, 0)
@@ -259,7 +291,7 @@ class ContractionKernels:
         merged = self._output(out and out + ".edges", 2 * total, torch.int64).view(total, 2)
         merged_weights = self._output(out and out + ".weights", total, torch.float64)
         self._launch(
-            "edge_write", num_clusters, num_clusters, start, slot, weights.contiguous(),
+            "edge_write", num_clusters, num_clusters, start, slot, slot_weights,
             end - unique, merged, merged_weights,
         )  # fmt: skip
         return merged, merged_weights
@@ -280,10 +312,12 @@ class ContractionKernels:
         self._launch("star_mark", num_clusters, num_clusters, root, in_star)
         key = self._temporary("star key", num_clusters)
         self._launch("star_keys", num_clusters, num_clusters, root, in_star, key)
-        start, slot = self._buckets(key, num_clusters, key, "star")
+        start, slot, _ = self._buckets(key, num_clusters, key, "star")
         internal = self._temporary("low", num_edges)
         self._launch("internal_keys", num_edges, num_edges, edges, root, internal)
-        internal_start, internal_slot = self._buckets(internal, num_clusters, internal, "internal")
+        internal_start, internal_slot, _ = self._buckets(
+            internal, num_clusters, internal, "internal"
+        )
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
             "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
@@ -292,11 +326,24 @@ class ContractionKernels:
         return merge_cost
 
 
+_PER_THREAD = threading.local()
+
+
 def kernels_for(device: torch.device) -> ContractionKernels | None:
-    """The kernels for ``device``, or None where they cannot run (CUDA without CuPy)."""
+    """The kernels for ``device``, or None where they cannot run (CUDA without CuPy).
+
+    One instance per thread and device, so its scratch buffers serve every later solve: on the
+    CPU, faulting fresh pages in for them cost about 1 s of an 8 s solve of a 1024×2048 grid.
+    The buffers stay allocated (the size of the largest problem solved so far) until
+    :meth:`ContractionKernels.release_scratch`; one per thread, so threads never share them.
+    """
     if device.type == "cuda":
         try:
             import cupy  # noqa: F401
         except ImportError:
             return None
-    return ContractionKernels(device)
+    instances = _PER_THREAD.__dict__.setdefault("kernels", {})
+    key = (device.type, device.index)
+    if key not in instances:
+        instances[key] = ContractionKernels(device)
+    return instances[key]

@@ -85,10 +85,13 @@ def grid_edges(
     return edges.to(device), map_index.to(device)
 
 
-@functools.lru_cache(maxsize=32)
-def _sorted_order(height: int, width: int, distances: tuple[int, ...]) -> torch.Tensor:
-    edges, _ = _grid_edges_cpu(height, width, distances)
-    return torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
+@functools.lru_cache(maxsize=8)
+def _sorted_grid_edges_cpu(
+    height: int, width: int, distances: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    edges, map_index = _grid_edges_cpu(height, width, distances)
+    order = torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
+    return edges[order], map_index[order]
 
 
 def grid_to_graph(
@@ -110,11 +113,12 @@ def grid_to_graph(
         (image b's nodes are ``b·H·W + r·W + c``; its edges follow image b−1's).
     """
     batch, num_classes, height, width = node_costs.shape
-    edges, map_index = grid_edges(height, width, distances, node_costs.device)
     if sort_edges:
-        order = _sorted_order(height, width, check_distances(distances, height, width))
-        order = order.to(edges.device)
-        edges, map_index = edges[order], map_index[order]
+        distances = check_distances(distances, height, width)
+        edges, map_index = _sorted_grid_edges_cpu(height, width, distances)
+        edges, map_index = edges.to(node_costs.device), map_index.to(node_costs.device)
+    else:
+        edges, map_index = grid_edges(height, width, distances, node_costs.device)
     offsets = torch.arange(batch, device=edges.device).view(-1, 1, 1) * (height * width)
     graph_edges = (edges.unsqueeze(0) + offsets).reshape(-1, 2)
     graph_edge_costs = edge_costs.flatten(1)[:, map_index].reshape(-1)

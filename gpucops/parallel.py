@@ -59,12 +59,16 @@ class ContractionResult:
     merges_per_round: list[int] = field(default_factory=list)
 
 
-def cluster_classes(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """min and argmin (lowest class on ties) of each cluster's class costs ``[C, K]``."""
-    minimum, argmin = costs.min(dim=1)
+def cluster_classes(
+    costs: torch.Tensor, kernels: ContractionKernels | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """min and argmin (lowest class on ties; class 0 for an all-+inf row) of each cluster's
+    class costs ``[C, K]``; ``kernels``: on the device's kernels (same result)."""
+    if kernels is not None:
+        return kernels.row_min(costs)
+    minimum = costs.min(dim=1).values
     # torch.min's index on ties is not specified: take the lowest class attaining the min
-    first = (costs == minimum.unsqueeze(1)).to(torch.int8).argmax(dim=1)
-    return minimum, torch.where(torch.isfinite(minimum), first, argmin)
+    return minimum, (costs == minimum.unsqueeze(1)).to(torch.int8).argmax(dim=1)
 
 
 def score_edges(
@@ -254,6 +258,7 @@ def contract_parallel(
     split_images: bool | None = None,
     threshold: float | None = None,
     free_leaves: bool = True,
+    coalesced: bool = False,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -275,6 +280,10 @@ def contract_parallel(
         free_leaves: clusters that nobody picked join the root they picked (see
             :func:`star_roots`): about a third of the rounds, a little lower quality; False =
             the coin's stars and mutual pairs only.
+        coalesced: the caller guarantees the edges are as the contraction keeps them — low <
+            high, sorted by (low, high), no duplicates, nodes grouped by image (grids listed
+            with ``grid_to_graph(..., sort_edges=True)``) — so the first coalescing (a sort of
+            all edges) is skipped.
     Returns:
         :class:`ContractionResult` on the inputs' device.
     """
@@ -291,7 +300,7 @@ def contract_parallel(
     costs = masked_class_costs(node_costs, label_mask, node_image)
     kernels = kernels_for(device) if use_kernels else None
     # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
-    if position is None and _is_coalesced(edges, num_nodes):
+    if coalesced and position is None:
         weights = edge_costs.double()
     else:
         mapping = torch.arange(num_nodes, device=device) if position is None else position
@@ -364,7 +373,7 @@ def _contract_rounds(
     round_index = 0
     while True:
         num_clusters = costs.shape[0]
-        minimum, argmin = cluster_classes(costs)
+        minimum, argmin = cluster_classes(costs, kernels)
         if kernels is not None:
             scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
         else:
@@ -403,7 +412,7 @@ def _contract_rounds(
         cluster_image = cluster_image[is_root]
         node_cluster = mapping[node_cluster]
         round_index += 1
-    _, argmin = cluster_classes(costs)
+    _, argmin = cluster_classes(costs, kernels)
     return node_cluster, argmin[node_cluster], merges_per_round
 
 
@@ -438,14 +447,6 @@ def _coalesce_edges(
     if kernels is not None:
         return kernels.coalesce(edges, weights, mapping, num_clusters, out)
     return _coalesce(mapping[edges], weights, num_clusters)
-
-
-def _is_coalesced(edges: torch.Tensor, num_nodes: int) -> bool:
-    """Whether ``edges`` already are as :func:`_coalesce` leaves them: low < high, sorted by
-    (low, high), no duplicates (e.g. grids listed with ``sort_edges``)."""
-    low, high = edges[:, 0], edges[:, 1]
-    keys = low * num_nodes + high
-    return bool((low < high).all()) and (keys.numel() < 2 or bool((keys[1:] > keys[:-1]).all()))
 
 
 def _coalesce(

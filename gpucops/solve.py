@@ -62,6 +62,7 @@ def _solve_validated(
     refine: int,
     refine_classes: bool,
     free_leaves: bool,
+    coalesced: bool = False,
 ) -> GraphLabeling:
     node_costs, edges, edge_costs, partitionable, image_index, num_images = problem
     device = node_costs.device
@@ -83,6 +84,7 @@ def _solve_validated(
             epsilon,
             threshold=threshold,
             free_leaves=free_leaves,
+            coalesced=coalesced,
         )
         classes, clusters = result.classes, result.clusters
         info["rounds"] = len(result.merges_per_round)
@@ -103,8 +105,9 @@ def _solve_validated(
     info["solver_seconds"] = time.perf_counter() - start
     segments = compact_segments(classes, clusters, partitionable, image_index, num_images)
     value = objective_graph_validated(
-        node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images
-    )
+        node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images,
+        panoptic=True,
+    )  # fmt: skip
     return GraphLabeling(classes, segments, value, info)
 
 
@@ -230,13 +233,14 @@ def solve(
     batch, _, height, width = node_costs.shape
     compute = _compute_device(method, backend, node_costs.device)
     # the parallel solver works on edges sorted by end-points: listing them so skips a sort
+    parallel = method == "parallel"
     nodes, edges, weights, image_index = grid_to_graph(
-        node_costs, edge_costs, distances, sort_edges=method == "parallel"
+        node_costs, edge_costs, distances, sort_edges=parallel
     )
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)
     options = _checked_options(epsilon, threshold, refine, refine_classes, free_leaves)
-    result = _solve_validated(graph, label_mask, method, compute, *options)
+    result = _solve_validated(graph, label_mask, method, compute, *options, coalesced=parallel)
     shape = (batch, height, width)
     return PanopticLabeling(
         result.classes.view(shape), result.clusters.view(shape), result.objective, result.info

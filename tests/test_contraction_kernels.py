@@ -48,6 +48,8 @@ def test_host_kernels_equal_the_torch_steps(
     costs, edges, weights = random_round(seed, clusters, k, masked)
     minimum, argmin = cluster_classes(costs)
     kernels = ContractionKernels(HOST)
+    for got, expected in zip(kernels.row_min(costs), (minimum, argmin), strict=True):
+        assert torch.equal(got, expected)
     scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
     expected_scores = score_edges(costs, minimum, argmin, edges, weights)
     assert torch.equal(scores, expected_scores)
@@ -91,6 +93,16 @@ def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges
     assert torch.equal(
         kernels.segment_sum(rows, mapping, clusters), segment_sum(rows, mapping, clusters)
     )
+
+
+def test_row_min_takes_the_lowest_class_on_ties():
+    inf = float("inf")
+    costs = torch.tensor(
+        [[2.0, 1.0, 1.0], [inf, 3.0, 3.0], [inf, inf, inf], [0.5, inf, 0.5]], dtype=torch.float64
+    )
+    for minimum, argmin in (ContractionKernels(HOST).row_min(costs), cluster_classes(costs)):
+        assert minimum.tolist() == [1.0, 3.0, inf, 0.5]
+        assert argmin.tolist() == [1, 1, 0, 0]
 
 
 def test_packed_bucket_keys_refuse_counts_they_cannot_hold():
@@ -197,6 +209,8 @@ def test_cuda_kernels_equal_the_host_build(seed):
     host, gpu = ContractionKernels(HOST), ContractionKernels(torch.device("cuda"))
     scores, picks = host.score_pick(costs, minimum, argmin, edges, weights)
     cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
+    for got, expected in zip(gpu.row_min(cuda_args[0]), (minimum, argmin), strict=True):
+        assert torch.equal(got.cpu(), expected)
     gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
     banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)

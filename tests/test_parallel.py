@@ -141,7 +141,7 @@ def test_quality_close_to_the_sequential_reference(num_classes, seed):
 
 @pytest.mark.parametrize("use_kernels", [True, False])
 def test_edge_order_does_not_change_the_result(use_kernels):
-    # sorted grid edges skip the first coalescing; shuffled ones (and unsorted images) take it
+    # sorted grid edges may skip the first coalescing; shuffled ones (and unsorted images) take it
     p = make_problem(2, 20, 28, 19, distances=(1, 4, 16), seed=5)
     nodes, edges, weights, image_index = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
@@ -152,17 +152,21 @@ def test_edge_order_does_not_change_the_result(use_kernels):
     interleave = torch.arange(nodes.shape[0]).view(2, -1).t().flatten()
     place = torch.empty_like(interleave)
     place[interleave] = torch.arange(nodes.shape[0])
-    runs = [
-        (nodes, edges, weights, image_index),
-        (nodes, flipped, weights[shuffle], image_index),
-        (nodes[interleave], place[edges], weights, image_index[interleave]),
+    runs = [  # (graph, coalesced)
+        ((nodes, edges, weights, image_index), True),
+        ((nodes, edges, weights, image_index), False),
+        ((nodes, flipped, weights[shuffle], image_index), False),
+        ((nodes[interleave], place[edges], weights, image_index[interleave]), False),
     ]
-    results = [contract_parallel(*run, 2, use_kernels=use_kernels) for run in runs]
-    for result in results[1:2]:
-        assert torch.equal(result.classes, results[0].classes)
-        assert torch.equal(result.clusters, results[0].clusters)
-    assert torch.equal(results[2].classes[place], results[0].classes)
-    assert torch.equal(results[2].clusters[place], results[0].clusters)
+    first, *others, interleaved = [
+        contract_parallel(*graph, 2, use_kernels=use_kernels, coalesced=coalesced)
+        for graph, coalesced in runs
+    ]
+    for result in others:
+        assert torch.equal(result.classes, first.classes)
+        assert torch.equal(result.clusters, first.clusters)
+    assert torch.equal(interleaved.classes[place], first.classes)
+    assert torch.equal(interleaved.clusters[place], first.clusters)
 
 
 @pytest.mark.parametrize("epsilon", [None, 0.5])
