@@ -288,6 +288,14 @@ extern "C" __global__ void edge_write(long long num_buckets, const long long* st
     }
 }
 
+// ---- The objective. ----
+
+// cut[e] = 1 where the end-points of edge e carry different labels, else 0.
+extern "C" __global__ void edge_cut(long long num_edges, const long long* edges,
+                                    const long long* labels, signed char* cut) {
+    GPUCOPS_FOR_EACH(e, num_edges) { cut[e] = labels[edges[2 * e]] != labels[edges[2 * e + 1]]; }
+}
+
 // ---- The exact star check. ----
 
 // key[c] = root[c] for every cluster of a star of two or more (a member or a root with

@@ -4,8 +4,8 @@
 // barriers, no warp intrinsics", written with GPUCOPS_FOR_EACH over its elements. Compiled by
 // NVRTC/nvcc it is a grid-stride loop; compiled by g++ for the host (the CPU fallback and what CI
 // runs) the same text is a plain loop, parallel under OpenMP, and the atomics are GCC builtins.
-// Only `long long`, `unsigned long long`, `int`, `float` and `double` appear in kernel signatures,
-// so no system header is needed on either side.
+// Only `long long`, `unsigned long long`, `int`, `signed char` (a torch bool), `float` and
+// `double` appear in kernel signatures, so no system header is needed on either side.
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)

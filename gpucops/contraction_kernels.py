@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import threading
 from importlib import resources
@@ -50,6 +51,7 @@ _SIGNATURES = {
     "star_keys": "ippp",
     "internal_keys": "ippp",
     "star_cost": "iipppppppp",
+    "edge_cut": "ippp",
 }
 
 
@@ -97,6 +99,13 @@ class ContractionKernels:
         self._scratch: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         if device.type == "cpu":
             self._library = _host_library(_host_flags())
+
+    def kept(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """An uninitialised ``shape`` buffer kept under ``name`` for later solves (see
+        :meth:`_temporary`)."""
+        return self._temporary(name, math.prod(shape), dtype).view(shape)
 
     def release_scratch(self) -> None:
         """Free the kept scratch buffers (they are allocated again when next needed)."""
@@ -295,6 +304,14 @@ class ContractionKernels:
             end - unique, merged, merged_weights,
         )  # fmt: skip
         return merged, merged_weights
+
+    def edge_cut(self, edges: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[E]`` bool: True where the end-points of an edge carry different ``labels [N]``
+        int64 — in a kept buffer, valid until the next call."""
+        num_edges = edges.shape[0]
+        cut = self._temporary("cut", num_edges, torch.bool)
+        self._launch("edge_cut", num_edges, num_edges, edges.contiguous(), labels.contiguous(), cut)
+        return cut
 
     def star_costs(
         self,

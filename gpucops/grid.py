@@ -86,12 +86,14 @@ def grid_edges(
 
 
 @functools.lru_cache(maxsize=8)
-def _sorted_grid_edges_cpu(
-    height: int, width: int, distances: tuple[int, ...]
+def _sorted_grid_edges(
+    height: int, width: int, distances: tuple[int, ...], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The grid's edges sorted by (first, second) end-point and their map positions, kept on
+    ``device`` (a solve on a GPU then copies no edge list to it)."""
     edges, map_index = _grid_edges_cpu(height, width, distances)
     order = torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
-    return edges[order], map_index[order]
+    return edges[order].to(device), map_index[order].to(device)
 
 
 def grid_to_graph(
@@ -112,15 +114,30 @@ def grid_to_graph(
         ``node_costs [B·H·W, K]``, ``edges [B·E, 2]``, ``edge_costs [B·E]``, ``image_index [B·H·W]``
         (image b's nodes are ``b·H·W + r·W + c``; its edges follow image b−1's).
     """
+    return grid_graph(node_costs, edge_costs, distances, sort_edges, share_edges=False)
+
+
+def grid_graph(
+    node_costs: torch.Tensor,
+    edge_costs: torch.Tensor,
+    distances: tuple[int, ...],
+    sort_edges: bool,
+    share_edges: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`grid_to_graph`; ``share_edges``: for one image, return the cached edge list itself
+    instead of a copy (hundreds of MB at full resolution) — for callers that never write to it,
+    as the solver."""
     batch, num_classes, height, width = node_costs.shape
     if sort_edges:
         distances = check_distances(distances, height, width)
-        edges, map_index = _sorted_grid_edges_cpu(height, width, distances)
-        edges, map_index = edges.to(node_costs.device), map_index.to(node_costs.device)
+        edges, map_index = _sorted_grid_edges(height, width, distances, node_costs.device)
     else:
         edges, map_index = grid_edges(height, width, distances, node_costs.device)
-    offsets = torch.arange(batch, device=edges.device).view(-1, 1, 1) * (height * width)
-    graph_edges = (edges.unsqueeze(0) + offsets).reshape(-1, 2)
+    if batch == 1 and share_edges:
+        graph_edges = edges
+    else:
+        offsets = torch.arange(batch, device=edges.device).view(-1, 1, 1) * (height * width)
+        graph_edges = (edges.unsqueeze(0) + offsets).reshape(-1, 2)
     graph_edge_costs = edge_costs.flatten(1)[:, map_index].reshape(-1)
     graph_node_costs = node_costs.permute(0, 2, 3, 1).reshape(-1, num_classes)
     image_index = torch.arange(batch, device=edges.device).repeat_interleave(height * width)

@@ -18,6 +18,7 @@ from ._validate import (
     check_grid_problem,
     check_labels,
 )
+from .contraction_kernels import ContractionKernels
 from .grid import edge_offsets
 from .segment import segment_sum
 
@@ -79,16 +80,18 @@ def objective_graph_validated(
     image_index: torch.Tensor,
     num_images: int,
     panoptic: bool = False,
+    kernels: ContractionKernels | None = None,
 ) -> torch.Tensor:
     """:func:`objective_graph` of inputs already validated and normalised (int64 labels and
     ``image_index``, bool ``partitionable``, all on one device). ``panoptic=True``: ``clusters``
     are panoptic segment ids (one segment per stuff class and image, as
     :func:`gpucops.labeling.compact_segments` numbers them), so an edge is cut exactly when its
-    end-points' segments differ — two gathers instead of the rule's four."""
+    end-points' segments differ — two gathers instead of the rule's four, or one pass of the
+    contraction ``kernels`` (no edge-sized temporaries)."""
     node_term = node_costs.gather(1, classes.view(-1, 1)).view(-1).double()
     u, v = edges[:, 0], edges[:, 1]
     if panoptic:
-        cut = clusters[u] != clusters[v]
+        cut = kernels.edge_cut(edges, clusters) if kernels else clusters[u] != clusters[v]
     else:
         cut = cut_edges(partitionable, classes[u], classes[v], clusters[u], clusters[v])
     # only the cut edges (a small share) are summed, each image's in edge order

@@ -114,15 +114,21 @@ def pick_edges(scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> 
 
 
 def masked_class_costs(
-    node_costs: torch.Tensor, label_mask: torch.Tensor | None, image_index: torch.Tensor
+    node_costs: torch.Tensor,
+    label_mask: torch.Tensor | None,
+    image_index: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Float64 class costs ``[N, K]`` with the labels an image may not use (``label_mask
     [num_images, K]``, True = forbidden) set to +inf: min/argmin skip them and sums keep them
-    infinite."""
-    # row-major: a grid's node costs arrive as a permuted view, and every kernel reads rows
-    costs = node_costs.to(torch.float64, memory_format=torch.contiguous_format)
+    infinite. ``out``: a row-major float64 ``[N, K]`` buffer to write them into."""
+    if out is None:
+        # row-major: a grid's node costs arrive as a permuted view, and every kernel reads rows
+        costs = node_costs.to(torch.float64, memory_format=torch.contiguous_format)
+    else:
+        costs = out.copy_(node_costs)
     if label_mask is not None:
-        costs = costs.masked_fill(label_mask[image_index], float("inf"))
+        costs.masked_fill_(label_mask[image_index], float("inf"))
     return costs
 
 
@@ -297,14 +303,21 @@ def contract_parallel(
         position = torch.empty_like(order)
         position[order] = torch.arange(num_nodes, device=device)
         node_image, node_costs = image_index[order], node_costs[order]
-    costs = masked_class_costs(node_costs, label_mask, node_image)
     kernels = kernels_for(device) if use_kernels else None
-    # coalesced edges are sorted by (low, high), hence grouped by image as the nodes are
+    if kernels is None:
+        costs = masked_class_costs(node_costs, label_mask, node_image)
+        edge_costs = edge_costs.double()
+    else:
+        # the float64 copies of the inputs go into the kernels' kept buffers (fresh pages for
+        # hundreds of MB cost more than the copies themselves at full resolution)
+        buffer = kernels.kept("input costs", tuple(node_costs.shape))
+        costs = masked_class_costs(node_costs, label_mask, node_image, buffer)
+        edge_costs = kernels.kept("input weights", tuple(edge_costs.shape)).copy_(edge_costs)
     if coalesced and position is None:
-        weights = edge_costs.double()
+        weights = edge_costs
     else:
         mapping = torch.arange(num_nodes, device=device) if position is None else position
-        edges, weights = _coalesce_edges(kernels, edges, edge_costs.double(), mapping, num_nodes)
+        edges, weights = _coalesce_edges(kernels, edges, edge_costs, mapping, num_nodes)
 
     if split_images is None:
         split_images = device.type == "cpu"

@@ -14,7 +14,7 @@ import torch
 
 from ._validate import GraphProblem, check_graph_problem, check_grid_problem, check_label_mask
 from .contraction_kernels import kernels_for
-from .grid import grid_to_graph
+from .grid import grid_graph
 from .labeling import GraphLabeling, PanopticLabeling, compact_segments
 from .objective import objective_graph_validated
 from .parallel import contract_parallel, masked_class_costs
@@ -106,7 +106,7 @@ def _solve_validated(
     segments = compact_segments(classes, clusters, partitionable, image_index, num_images)
     value = objective_graph_validated(
         node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images,
-        panoptic=True,
+        panoptic=True, kernels=kernels_for(device) if method == "parallel" else None,
     )  # fmt: skip
     return GraphLabeling(classes, segments, value, info)
 
@@ -234,8 +234,8 @@ def solve(
     compute = _compute_device(method, backend, node_costs.device)
     # the parallel solver works on edges sorted by end-points: listing them so skips a sort
     parallel = method == "parallel"
-    nodes, edges, weights, image_index = grid_to_graph(
-        node_costs, edge_costs, distances, sort_edges=parallel
+    nodes, edges, weights, image_index = grid_graph(
+        node_costs, edge_costs, distances, sort_edges=parallel, share_edges=True
     )
     graph = GraphProblem(nodes, edges, weights, partitionable, image_index, batch)
     label_mask = check_label_mask(label_mask, batch, node_costs.shape[1], image_index)

@@ -50,6 +50,8 @@ def test_host_kernels_equal_the_torch_steps(
     kernels = ContractionKernels(HOST)
     for got, expected in zip(kernels.row_min(costs), (minimum, argmin), strict=True):
         assert torch.equal(got, expected)
+    labels = argmin  # any int64 labels of the clusters
+    assert torch.equal(kernels.edge_cut(edges, labels), labels[edges[:, 0]] != labels[edges[:, 1]])
     scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
     expected_scores = score_edges(costs, minimum, argmin, edges, weights)
     assert torch.equal(scores, expected_scores)
@@ -211,6 +213,7 @@ def test_cuda_kernels_equal_the_host_build(seed):
     cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
     for got, expected in zip(gpu.row_min(cuda_args[0]), (minimum, argmin), strict=True):
         assert torch.equal(got.cpu(), expected)
+    assert torch.equal(gpu.edge_cut(cuda_args[3], cuda_args[2]).cpu(), host.edge_cut(edges, argmin))
     gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
     banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)

@@ -168,6 +168,15 @@ def test_any_non_finite_cost_is_rejected(position, value, target):
         gpucops.solve(node_costs, edge_costs, part, distances, method="sequential")
 
 
+def test_finite_costs_whose_sum_overflows_are_accepted():
+    # the finiteness check sums first; an overflowing sum of finite entries is not an error
+    node_costs, edge_costs, part, distances = grid_inputs()
+    edge_costs.fill_(3e38)  # float32: every entry finite, their sum +inf
+    assert not torch.isfinite(edge_costs.sum())
+    lab = gpucops.solve(node_costs, edge_costs, part, distances)
+    assert lab.classes.shape == node_costs[:, 0].shape
+
+
 def test_half_costs_are_accepted_as_float32():
     node_costs, edge_costs, part, distances = grid_inputs()
     lab = gpucops.solve(
