@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         threshold=args.threshold,
                         refine=args.refine,
                         refine_classes=args.refine_classes,
+                        top_fraction=args.top_fraction,
                     ),
                     device,
                     args.repeats,
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
     parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
+    parser.add_argument(
+        "--top-fraction", type=float, default=None, help="top fraction (default none)"
+    )
     parser.add_argument("--refine", type=int, default=0, help="refinement rounds (default 0)")
     parser.add_argument(
         "--refine-classes", action="store_true", help="refinement moves may change classes"

@@ -27,6 +27,8 @@ functions of this module are their references, equal bit for bit.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +47,7 @@ __all__ = [
     "score_edges",
     "star_roots",
     "threshold_scores",
+    "top_fraction_scores",
 ]
 
 _LOW32 = 0xFFFFFFFF
@@ -140,6 +143,28 @@ def threshold_scores(
     best = torch.full((num_images,), float("-inf"), dtype=scores.dtype, device=scores.device)
     best.scatter_reduce_(0, edge_image, scores, reduce="amax")
     return torch.where(scores >= threshold * best[edge_image], scores, 0.0)
+
+
+def top_fraction_scores(
+    scores: torch.Tensor, edge_image: torch.Tensor, num_images: int, fraction: float
+) -> torch.Tensor:
+    """Scores with every edge outside the top ``fraction`` of its image's positive scores set to
+    0 (so it cannot be picked this round): per image, the m = ⌈fraction · n⌉ highest of its n
+    positive scores stay (all edges tied with the m-th too), so the best edge always does.
+
+    ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are.
+    """
+    counts = torch.bincount(edge_image, minlength=num_images).tolist()
+    kept = []
+    for image_scores in scores.split(counts):
+        positive = image_scores[image_scores > 0]
+        if positive.numel() == 0:
+            kept.append(image_scores)
+            continue
+        keep = max(1, math.ceil(fraction * positive.numel()))
+        cut = positive.kthvalue(positive.numel() - keep + 1).values
+        kept.append(torch.where(image_scores >= cut, image_scores, 0.0))
+    return torch.cat(kept) if kept else scores
 
 
 def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:
@@ -265,6 +290,7 @@ def contract_parallel(
     threshold: float | None = None,
     free_leaves: bool = True,
     coalesced: bool = False,
+    top_fraction: float | None = None,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -286,6 +312,9 @@ def contract_parallel(
         free_leaves: clusters that nobody picked join the root they picked (see
             :func:`star_roots`): about a third of the rounds, a little lower quality; False =
             the coin's stars and mutual pairs only.
+        top_fraction: in (0, 1]: each round, only the top ``top_fraction`` of each image's
+            positive scores may be picked (:func:`top_fraction_scores`): merges follow the
+            greedy order in bands of equal size, for quality at the cost of rounds; None = all.
         coalesced: the caller guarantees the edges are as the contraction keeps them — low <
             high, sorted by (low, high), no duplicates, nodes grouped by image (grids listed
             with ``grid_to_graph(..., sort_edges=True)``) — so the first coalescing (a sort of
@@ -319,6 +348,7 @@ def contract_parallel(
         mapping = torch.arange(num_nodes, device=device) if position is None else position
         edges, weights = _coalesce_edges(kernels, edges, edge_costs, mapping, num_nodes)
 
+    band = _band(threshold, top_fraction)
     if split_images is None:
         split_images = device.type == "cpu"
     if split_images and num_images > 1:
@@ -338,8 +368,7 @@ def contract_parallel(
         ):
             cluster_b, class_b, merges_b = _contract_rounds(
                 costs_b, edges_b - node_start, weights_b,
-                torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon, threshold,
-                free_leaves,
+                torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon, band, free_leaves,
             )  # fmt: skip
             # cluster ids compact across images, as one graph numbers them
             clusters.append(cluster_b + cluster_start)
@@ -352,8 +381,7 @@ def contract_parallel(
         merges_per_round = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
     else:
         node_cluster, node_class, merges_per_round = _contract_rounds(
-            costs, edges, weights, node_image, num_images, kernels, epsilon, threshold,
-            free_leaves,
+            costs, edges, weights, node_image, num_images, kernels, epsilon, band, free_leaves,
         )  # fmt: skip
     if position is not None:
         node_class, node_cluster = node_class[position], node_cluster[position]
@@ -372,10 +400,11 @@ def _contract_rounds(
     num_images: int,
     kernels: ContractionKernels | None,
     epsilon: float | None,
-    threshold: float | None,
+    band: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
     free_leaves: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The rounds, on nodes grouped by image and coalesced edges.
+    """The rounds, on nodes grouped by image and coalesced edges. ``band(scores, edge_image,
+    num_images)`` zeroes the scores that may not be picked this round (None: all may).
 
     Returns the cluster ``[N]`` and class ``[N]`` of every node (in the grouped order) and the
     merges of each round.
@@ -394,8 +423,8 @@ def _contract_rounds(
             picks = pick_edges(scores, edges, num_clusters)
         if not bool((picks >= 0).any()):
             break
-        if threshold is not None:
-            scores = threshold_scores(scores, cluster_image[edges[:, 0]], num_images, threshold)
+        if band is not None:
+            scores = band(scores, cluster_image[edges[:, 0]], num_images)
             picks = (
                 kernels.pick(scores, edges, num_clusters)
                 if kernels is not None
@@ -427,6 +456,23 @@ def _contract_rounds(
         round_index += 1
     _, argmin = cluster_classes(costs, kernels)
     return node_cluster, argmin[node_cluster], merges_per_round
+
+
+def _band(
+    threshold: float | None, top_fraction: float | None
+) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None:
+    """The round's score filter of the options α and top fraction (both: one after the other)."""
+    if threshold is None and top_fraction is None:
+        return None
+
+    def band(scores: torch.Tensor, edge_image: torch.Tensor, num_images: int) -> torch.Tensor:
+        if threshold is not None:
+            scores = threshold_scores(scores, edge_image, num_images, threshold)
+        if top_fraction is not None:
+            scores = top_fraction_scores(scores, edge_image, num_images, top_fraction)
+        return scores
+
+    return band
 
 
 def _contract(

@@ -18,6 +18,7 @@ from gpucops.parallel import (
     score_edges,
     star_roots,
     threshold_scores,
+    top_fraction_scores,
 )
 from gpucops.synthetic import make_problem
 from tests.strategies import random_round
@@ -112,6 +113,20 @@ def test_threshold_keeps_each_images_best_band():
     assert kept.tolist() == [5.0, 2.0, 0.0, 0.0, 0.5, 0.4, 0.0]
 
 
+def test_top_fraction_keeps_each_images_highest_share():
+    scores = torch.tensor([5.0, 2.0, 1.0, -1.0, 3.0, 0.5, 0.4, 0.05, 0.0], dtype=torch.float64)
+    edge_image = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    # image 0: 4 positive scores, ⌈0.5 · 4⌉ = 2 stay (5, 3); image 1: 3 positive, 2 stay
+    kept = top_fraction_scores(scores, edge_image, 2, 0.5)
+    assert kept.tolist() == [5.0, 0.0, 0.0, 0.0, 3.0, 0.5, 0.4, 0.0, 0.0]
+    # a tiny fraction still keeps each image's best edge; 1 keeps every positive score (the
+    # others cannot be picked in any case)
+    kept = top_fraction_scores(scores, edge_image, 2, 0.01)
+    assert kept.tolist() == [5.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]
+    kept = top_fraction_scores(scores, edge_image, 2, 1.0)
+    assert torch.equal(kept, scores.clamp(min=0))
+
+
 # ----------------------------------------------------------------------- the whole solver
 
 
@@ -137,6 +152,9 @@ def test_quality_close_to_the_sequential_reference(num_classes, seed):
     assert banded_ratio > ratio, (ratio, banded_ratio)
     banded_coin_ratio, _ = quality(threshold=0.3, free_leaves=False)
     assert banded_coin_ratio > coin_ratio and banded_coin_ratio > 0.99, banded_coin_ratio
+    # and so does letting only the top tenth of each round's scores merge
+    top_ratio, _ = quality(top_fraction=0.1)
+    assert top_ratio > ratio and top_ratio > 0.994, (ratio, top_ratio)
 
 
 @pytest.mark.parametrize("use_kernels", [True, False])
@@ -169,15 +187,18 @@ def test_edge_order_does_not_change_the_result(use_kernels):
     assert torch.equal(interleaved.clusters[place], first.clusters)
 
 
-@pytest.mark.parametrize("epsilon", [None, 0.5])
-def test_one_graph_of_many_images_equals_images_one_by_one(epsilon):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"epsilon": 0.5}, {"top_fraction": 0.2}, {"threshold": 0.2, "top_fraction": 0.5}],
+)
+def test_one_graph_of_many_images_equals_images_one_by_one(options):
     p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=11)
     nodes, edges, weights, image_index = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances
     )
-    args = (nodes, edges, weights, image_index, 3, None, epsilon)
-    together = contract_parallel(*args, split_images=False)
-    apart = contract_parallel(*args, split_images=True)
+    args = (nodes, edges, weights, image_index, 3)
+    together = contract_parallel(*args, split_images=False, **options)
+    apart = contract_parallel(*args, split_images=True, **options)
     assert torch.equal(together.classes, apart.classes)
     assert torch.equal(together.clusters, apart.clusters)
     assert together.merges_per_round == apart.merges_per_round

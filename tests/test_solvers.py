@@ -18,15 +18,23 @@ from tests.reference import brute_force_optimum, multicut_objective, naive_objec
 from tests.strategies import small_graphs
 
 # (method, options): the reference, and the parallel solver plain (free leaves), with the coin's
-# stars only, gated and thresholded
+# stars only, gated, thresholded and banded by top fraction
 SOLVERS = [
     ("sequential", {}),
     ("parallel", {}),
     ("parallel", {"free_leaves": False}),
     ("parallel", {"epsilon": 0.5}),
     ("parallel", {"threshold": 0.2}),
+    ("parallel", {"top_fraction": 0.3}),
 ]
-IDS = ["sequential", "parallel", "parallel-coin", "parallel-eps0.5", "parallel-threshold0.2"]
+IDS = [
+    "sequential",
+    "parallel",
+    "parallel-coin",
+    "parallel-eps0.5",
+    "parallel-threshold0.2",
+    "parallel-top0.3",
+]
 
 
 def solve_graph(graph, method, options, **kwargs):

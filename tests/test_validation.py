@@ -212,3 +212,9 @@ def test_cuda_backend_without_a_device_is_rejected():
 def test_bad_epsilon_or_threshold(name, value):
     with pytest.raises(ValueError, match=name):
         gpucops.solve(*grid_inputs(), **{name: value})
+
+
+@pytest.mark.parametrize("value", [0, -0.1, 1.5])
+def test_bad_top_fraction(value):
+    with pytest.raises(ValueError, match="top_fraction"):
+        gpucops.solve(*grid_inputs(), top_fraction=value)
