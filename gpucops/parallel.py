@@ -9,7 +9,8 @@ A batch is one block-diagonal graph. Every round, on all images at once:
    max is independent of reduction order);
 3. **stars**: a hash coin of (cluster index within its image, round) makes each cluster a centre
    or a leaf; a leaf whose pick leads to a centre joins it (many leaves may join one centre); two
-   clusters outside those stars that picked the same edge merge as a pair. Every star is checked
+   clusters outside those stars that picked the same edge merge as a pair; then (free leaves) a
+   cluster nobody picked and still alone joins the root it picked. Every star is checked
    exactly — merging S costs ``min_k Σ_S C(k) − Σ_S min C − Σ_{internal e} w`` — and a star whose
    cost is not negative shrinks to its best leaf, so the objective never goes up;
 4. **contract**: compact new cluster ids (prefix sum), sum class-cost vectors and parallel edges
