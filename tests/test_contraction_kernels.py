@@ -253,3 +253,28 @@ def test_every_kernel_has_a_launch_signature():
     assert {name for name, _ in kernels} == set(_SIGNATURES)
     for name, parameters in kernels:
         assert len(parameters.split(",")) == len(_SIGNATURES[name]), name
+
+
+def test_kernels_are_kept_per_thread_and_release_their_scratch():
+    import threading
+
+    import gpucops
+    from gpucops.contraction_kernels import kernels_for
+
+    p = make_problem(1, 24, 32, 19, distances=(1, 4), seed=3)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    first = gpucops.solve(*args)
+    kernels = kernels_for(HOST)
+    assert kernels is kernels_for(HOST) and kernels._scratch  # kept, with its buffers
+    again = gpucops.solve(*args)  # on the kept buffers
+    kernels.release_scratch()
+    assert not kernels._scratch
+    fresh = gpucops.solve(*args)
+    for result in (again, fresh):
+        assert torch.equal(result.segments, first.segments)
+        assert torch.equal(result.objective, first.objective)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(kernels_for(HOST)))
+    thread.start()
+    thread.join()
+    assert other[0] is not kernels  # threads never share scratch
