@@ -197,8 +197,8 @@ def star_roots(
         epsilon: optional goodness gate: a leaf joins only if its edge's ``t`` is at least
             ``(1 − ε)`` times the centre's own best ``t``.
         free_leaves: then every cluster that no cluster picked and that is still alone joins
-            the cluster it picked, if that one is a root (gate permitting): about twice the
-            merges per round.
+            the cluster it picked, if that one is a root (gate permitting): about half the
+            clusters merge per round instead of about a third.
     Returns:
         ``[C]`` int64 root (a cluster's own index when it stays).
     """
@@ -311,7 +311,7 @@ def contract_parallel(
             image may be picked, so merges follow the greedy order in bands (closer to the
             sequential reference, more rounds); None = every edge with t > 0.
         free_leaves: clusters that nobody picked join the root they picked (see
-            :func:`star_roots`): about a third of the rounds, a little lower quality; False =
+            :func:`star_roots`): 2.5–3× fewer rounds, a little lower quality; False =
             the coin's stars and mutual pairs only.
         top_fraction: in (0, 1]: each round, only the top ``top_fraction`` of each image's
             positive scores may be picked (:func:`top_fraction_scores`): merges follow the

@@ -25,9 +25,10 @@ __all__ = ["BACKENDS", "METHODS", "solve", "solve_graph"]
 
 METHODS = ("parallel", "sequential")
 BACKENDS = ("auto", "cpu", "cuda")
-# boundary-move rounds after the parallel contraction: off by default. They lift the objective
-# past the sequential greedy's, but on trained-network costs they lowered PQ (tiny synthetic
-# model, validation PQ 0.186 → 0.026; benchmarks/RESULTS.md); 20 converges on the benchmarks
+# boundary-move rounds after the parallel contraction: off by default. Moves across classes lift
+# the objective past the sequential greedy's but lowered PQ on trained-network costs (tiny
+# synthetic model, validation PQ 0.186 → 0.026); moves within a class left PQ unchanged and gain
+# little (benchmarks/RESULTS.md); 20 converges on the benchmarks
 REFINE_ROUNDS = 0
 
 
@@ -106,6 +107,8 @@ def _solve_validated(
         torch.cuda.synchronize(device)
     info["solver_seconds"] = time.perf_counter() - start
     segments = compact_segments(classes, clusters, partitionable, image_index, num_images)
+    # the contraction kernels (already built for a parallel solve) test the cuts in one pass;
+    # the sequential reference keeps the plain torch objective
     value = objective_graph_validated(
         node_costs, edges, edge_costs, partitionable, classes, segments, image_index, num_images,
         panoptic=True, kernels=kernels_for(device) if method == "parallel" else None,
@@ -153,7 +156,7 @@ def solve_graph(
         top_fraction: in (0, 1] for the parallel solver: each round only the top fraction of
             each image's positive scores may merge — bands of the greedy order of equal size
             rather than of equal score; 0.1 kept ≥ 99.5 % of the sequential greedy's objective
-            improvement on every benchmark problem at about twice the time
+            improvement on every benchmark problem at 1.6–2.8× the time
             (benchmarks/RESULTS.md); None (default) = all.
         refine: at most this many rounds of boundary moves after the parallel contraction
             (independent single-node moves that lower the objective, :mod:`gpucops.refine`);
@@ -164,8 +167,8 @@ def solve_graph(
             objective past the sequential greedy's on the benchmarks, but on trained-network
             costs it lowered PQ sharply (benchmarks/RESULTS.md).
         free_leaves: besides the coin's stars, every cluster that no cluster picked joins the
-            cluster it picked when that one is a star's root or alone (default True): a third
-            of the rounds at a 0.1 % lower objective improvement on the benchmarks; False =
+            cluster it picked when that one is a star's root or alone (default True): 2.5–3×
+            fewer rounds at a 0.1 % lower objective improvement on the benchmarks; False =
             the coin's stars and mutual pairs only.
     Returns:
         :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact per
