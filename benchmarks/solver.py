@@ -8,6 +8,7 @@ time — its time in the same run, the speed ratio, both objectives and the qual
     .venv/bin/python benchmarks/solver.py                       # the default table (CPU)
     .venv/bin/python benchmarks/solver.py --device cuda --json out.json
     .venv/bin/python benchmarks/solver.py --sizes 256x512 --classes 19 --batches 1 8
+    .venv/bin/python benchmarks/solver.py --tile 0 --top-fraction none  # the plain rounds
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import gpucops
 from gpucops.cli import format_table
 from gpucops.objective import trivial_objective
+from gpucops.solve import TILE, TOP_FRACTION
 from gpucops.synthetic import make_problem
 from gpucops.timing import median_time
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         refine=args.refine,
                         refine_classes=args.refine_classes,
                         top_fraction=args.top_fraction,
+                        tile=args.tile,
                     ),
                     device,
                     args.repeats,
@@ -110,7 +113,13 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
     parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
     parser.add_argument(
-        "--top-fraction", type=float, default=None, help="top fraction (default none)"
+        "--top-fraction",
+        type=lambda v: None if v == "none" else float(v),
+        default=TOP_FRACTION,
+        help=f"top fraction, or none (default {TOP_FRACTION})",
+    )
+    parser.add_argument(
+        "--tile", type=int, default=TILE, help=f"tile of the greedy pre-pass, 0 = none ({TILE})"
     )
     parser.add_argument("--refine", type=int, default=0, help="refinement rounds (default 0)")
     parser.add_argument(

@@ -13,23 +13,42 @@ __device__ __forceinline__ int gpucops_coin(long long local_index, long long rou
     return (int)((x >> 7) & 1);
 }
 
+// min_k row[k] into *best and the lowest k attaining it into *at (+inf costs are forbidden
+// classes; an all-+inf row gives class 0).
+__device__ __forceinline__ void gpucops_row_min(const double* row, long long width, double* best,
+                                                long long* at) {
+    *best = row[0];
+    *at = 0;
+    for (long long k = 1; k < width; ++k) {
+        if (row[k] < *best) {
+            *best = row[k];
+            *at = k;
+        }
+    }
+}
+
 // Each cluster's cheapest class: minimum[c] = min_k costs[c, k], argmin[c] = the lowest k
-// attaining it (+inf costs are forbidden classes; an all-+inf row gives class 0).
+// attaining it.
 extern "C" __global__ void row_min(long long num_rows, long long width, const double* costs,
                                    double* minimum, long long* argmin) {
     GPUCOPS_FOR_EACH(c, num_rows) {
-        const double* row = costs + c * width;
-        double best = row[0];
-        long long at = 0;
-        for (long long k = 1; k < width; ++k) {
-            if (row[k] < best) {
-                best = row[k];
-                at = k;
-            }
-        }
-        minimum[c] = best;
-        argmin[c] = at;
+        gpucops_row_min(costs + c * width, width, minimum + c, argmin + c);
     }
+}
+
+// Score t = w − p of an edge between clusters u and v with class costs cu, cv (minima mu, mv,
+// classes xu, xv): p = 0 where both have the same class, else min_k [(C_u(k) − m_u) + (C_v(k) −
+// m_v)] — the margins formed before they are added, as in the sequential reference.
+__device__ __forceinline__ double gpucops_score(double w, const double* cu, double mu,
+                                                long long xu, const double* cv, double mv,
+                                                long long xv, long long num_classes) {
+    if (xu == xv) return w;
+    double p = (cu[0] - mu) + (cv[0] - mv);
+    for (long long k = 1; k < num_classes; ++k) {
+        const double value = (cu[k] - mu) + (cv[k] - mv);
+        if (value < p) p = value;
+    }
+    return w - p;
 }
 
 // Edge e = (u, v) with score t > 0 bids for being u's and v's pick: key = (float32 bits of t) << 32
@@ -56,18 +75,9 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
                                       unsigned long long* best) {
     GPUCOPS_FOR_EACH(e, num_edges) {
         const long long u = edges[2 * e], v = edges[2 * e + 1];
-        double t = weights[e];
-        if (argmin[u] != argmin[v]) {
-            const double* cu = costs + u * num_classes;
-            const double* cv = costs + v * num_classes;
-            const double mu = minimum[u], mv = minimum[v];
-            double p = (cu[0] - mu) + (cv[0] - mv);
-            for (long long k = 1; k < num_classes; ++k) {
-                const double value = (cu[k] - mu) + (cv[k] - mv);
-                if (value < p) p = value;
-            }
-            t = weights[e] - p;
-        }
+        const double t =
+            gpucops_score(weights[e], costs + u * num_classes, minimum[u], argmin[u],
+                          costs + v * num_classes, minimum[v], argmin[v], num_classes);
         scores[e] = t;
         gpucops_bid(e, u, v, t, best);
     }
@@ -343,5 +353,195 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
         for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
             internal += weights[gpucops_slot_item(internal_slot[s])];
         merge_cost[b] = best - minima - internal;
+    }
+}
+
+// ---- The block pre-pass: the exact sequential greedy inside blocks of nodes. ----
+// One block of nodes per thread (a tile of a pixel grid): over the edges joining two nodes of the
+// block, contract the edge of largest t (then lowest id) while t > 0, summing class costs and
+// parallel edges and re-scoring every edge of the merged cluster — the sequential reference's
+// order and arithmetic (gpucops/csrc/sequential_amwc.cpp without its re-scoring shortcut), so a
+// block ends as the reference would leave it given only those edges. Local edge j of a block is
+// the block's j-th edge in edge-list order; an edge summing several keeps the lowest index, the
+// reference's tie rule. The edge of largest t is found in a tournament tree over the block's edge
+// slots (tree[m + j] = j or −1, tree[i] = the better of tree[2i] and tree[2i + 1], the best at
+// tree[1]); each cluster lists its edges by slot 2j + side (side 0: end-point u[j], 1: v[j])
+// through next[], and dead edges (u[j] = −1) are unlinked when a list is next walked.
+
+// The better of edges a and b (−1: none): larger t, then lower index.
+__device__ __forceinline__ int gpucops_better(int a, int b, const double* t) {
+    if (a < 0) return b;
+    if (b < 0) return a;
+    if (t[a] != t[b]) return t[a] > t[b] ? a : b;
+    return a < b ? a : b;
+}
+
+// Set edge j's leaf (j if it may be contracted, −1 if not) and update its path to the root.
+__device__ __forceinline__ void gpucops_tree_set(int* tree, int m, int j, bool live,
+                                                 const double* t) {
+    int i = m + j;
+    tree[i] = live && t[j] > 0 ? j : -1;
+    for (i >>= 1; i >= 1; i >>= 1) tree[i] = gpucops_better(tree[2 * i], tree[2 * i + 1], t);
+}
+
+// The other end-point of the edge in slot s.
+__device__ __forceinline__ int gpucops_slot_other(int s, const int* u, const int* v) {
+    return (s & 1) ? u[s >> 1] : v[s >> 1];
+}
+
+// Blocks of image i = block / blocks_per_image: its nodes are i·nodes_per_image + block_nodes[
+// node_start[b] .. node_start[b + 1]) with b = block % blocks_per_image, its edges i·edges_per_image
+// + block_edges[edge_start[b] ..), whose end-points are edge_ends[2j], edge_ends[2j + 1]: positions
+// in the block's node list. Scratch, per block at its offset (no = i·node_start[blocks_per_image]
+// + node_start[b], eo likewise): cluster_costs [no·K, n·K), cluster_min [no, n), node_work 5n ints
+// from 5·no, edge_work 2m doubles from 2·eo, edge_ints 6m ints from 6·eo. Writes root[v] = the
+// lowest node id of v's cluster for every node v of a block.
+extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_per_image,
+                                        long long nodes_per_image, long long edges_per_image,
+                                        long long num_classes, const long long* node_start,
+                                        const long long* block_nodes, const long long* edge_start,
+                                        const long long* block_edges, const int* edge_ends,
+                                        const double* costs, const double* weights,
+                                        double* cluster_costs, double* cluster_min,
+                                        int* node_work, double* edge_work, int* edge_ints,
+                                        long long* root) {
+    GPUCOPS_FOR_EACH_HEAVY(block, num_blocks) {
+        const long long image = block / blocks_per_image, b = block % blocks_per_image;
+        const long long K = num_classes;
+        const long long first_node = node_start[b], first_edge = edge_start[b];
+        const int n = (int)(node_start[b + 1] - first_node);
+        const int m = (int)(edge_start[b + 1] - first_edge);
+        const long long no = image * node_start[blocks_per_image] + first_node;
+        const long long eo = image * edge_start[blocks_per_image] + first_edge;
+        const long long node_base = image * nodes_per_image;
+        const long long* nodes = block_nodes + first_node;
+        double* cost = cluster_costs + no * K;
+        double* minimum = cluster_min + no;
+        int* parent = node_work + 5 * no;
+        int* head = parent + n;
+        int* degree = head + n;
+        int* mark = degree + n;
+        int* cls = mark + n;
+        double* w = edge_work + 2 * eo;
+        double* t = w + m;
+        int* u = edge_ints + 6 * eo;
+        int* v = u + m;
+        int* next = v + m;
+        int* tree = next + 2 * m;
+
+        for (int i = 0; i < n; ++i) {
+            const double* row = costs + (node_base + nodes[i]) * K;
+            for (long long k = 0; k < K; ++k) cost[i * K + k] = row[k];
+            long long at;
+            gpucops_row_min(row, K, minimum + i, &at);
+            cls[i] = (int)at;
+            parent[i] = i;
+            head[i] = -1;
+            degree[i] = 0;
+            mark[i] = -1;
+        }
+        for (int j = 0; j < m; ++j) {
+            const int a = edge_ends[2 * (first_edge + j)], c = edge_ends[2 * (first_edge + j) + 1];
+            u[j] = a;
+            v[j] = c;
+            w[j] = weights[image * edges_per_image + block_edges[first_edge + j]];
+            next[2 * j] = head[a];
+            head[a] = 2 * j;
+            next[2 * j + 1] = head[c];
+            head[c] = 2 * j + 1;
+            ++degree[a];
+            ++degree[c];
+            t[j] = gpucops_score(w[j], cost + a * K, minimum[a], cls[a], cost + c * K, minimum[c],
+                                 cls[c], K);
+            tree[m + j] = t[j] > 0 ? j : -1;
+        }
+        for (int i = m - 1; i >= 1; --i) tree[i] = gpucops_better(tree[2 * i], tree[2 * i + 1], t);
+
+        while (m > 0 && tree[1] >= 0) {
+            const int e = tree[1];
+            // absorb the end-point with fewer edges (fewer slots to move)
+            const int keep = degree[u[e]] >= degree[v[e]] ? u[e] : v[e];
+            const int gone = keep == u[e] ? v[e] : u[e];
+            u[e] = -1;
+            gpucops_tree_set(tree, m, e, false, t);
+            // mark keep's neighbours with their edge
+            for (int* s = head + keep; *s >= 0;) {
+                if (u[*s >> 1] < 0) {
+                    *s = next[*s];
+                    continue;
+                }
+                mark[gpucops_slot_other(*s, u, v)] = *s >> 1;
+                s = next + *s;
+            }
+            // move gone's edges to keep; parallel edges: the lower index keeps the sum
+            for (int s = head[gone]; s >= 0;) {
+                const int after = next[s], j = s >> 1;
+                if (u[j] >= 0 && gpucops_slot_other(s, u, v) == keep) {
+                    u[j] = -1;  // a second keep–gone edge (duplicate input pairs): now internal
+                    gpucops_tree_set(tree, m, j, false, t);
+                } else if (u[j] >= 0) {
+                    const int other = gpucops_slot_other(s, u, v), twin = mark[other];
+                    bool moves = true;
+                    if (twin >= 0) {
+                        const double sum = w[twin] + w[j];
+                        const int dead = twin < j ? j : twin;
+                        moves = dead == twin;
+                        w[moves ? j : twin] = sum;
+                        u[dead] = -1;
+                        gpucops_tree_set(tree, m, dead, false, t);
+                        --degree[other];
+                    }
+                    if (moves) {
+                        if (s & 1)
+                            v[j] = keep;
+                        else
+                            u[j] = keep;
+                        next[s] = head[keep];
+                        head[keep] = s;
+                        mark[other] = j;
+                    }
+                }
+                s = after;
+            }
+            head[gone] = -1;
+            parent[gone] = keep;
+            for (long long k = 0; k < K; ++k) cost[keep * K + k] += cost[gone * K + k];
+            long long at;
+            gpucops_row_min(cost + keep * K, K, minimum + keep, &at);
+            const bool same_class = cls[keep] == (int)at;
+            cls[keep] = (int)at;
+            // clear the marks and re-score keep's edges: all but those that provably keep t =
+            // w (both clusters of keep's unchanged class, t = w already: not summed, and if
+            // moved, from a cluster of that class too) — in a region of one class, absorbing a
+            // node re-scores only its own edges, not the big cluster's
+            int count = 0;
+            for (int* s = head + keep; *s >= 0;) {
+                const int j = *s >> 1;
+                if (u[j] < 0) {
+                    *s = next[*s];
+                    continue;
+                }
+                const int other = gpucops_slot_other(*s, u, v);
+                mark[other] = -1;
+                ++count;
+                if (!same_class || cls[other] != cls[keep] || t[j] != w[j]) {
+                    t[j] = gpucops_score(w[j], cost + keep * K, minimum[keep], cls[keep],
+                                         cost + other * K, minimum[other], cls[other], K);
+                    gpucops_tree_set(tree, m, j, true, t);
+                }
+                s = next + *s;
+            }
+            degree[keep] = count;
+        }
+
+        // root = the lowest node id of the cluster: its first node in the block's increasing
+        // list (mark[r]: that position for cluster r)
+        for (int i = 0; i < n; ++i) {
+            int r = i;
+            while (parent[r] != r) r = parent[r];
+            if (mark[r] < 0) mark[r] = i;
+            parent[i] = r;
+        }
+        for (int i = 0; i < n; ++i) root[node_base + nodes[i]] = node_base + nodes[mark[parent[i]]];
     }
 }

@@ -16,6 +16,7 @@ __all__ = [
     "GraphProblem",
     "GridProblem",
     "as_partitionable",
+    "check_blocks",
     "check_class_labels",
     "check_costs",
     "check_distances",
@@ -210,6 +211,16 @@ def check_class_labels(
     if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(f"{name} must lie in [0, {num_classes})")
     return labels
+
+
+def check_blocks(blocks: object, num_nodes: int, device: torch.device) -> torch.Tensor | None:
+    """``blocks[N]`` (int64): the block of every node, in ``[0, N)``; or None."""
+    if blocks is None:
+        return None
+    blocks = check_labels(blocks, "blocks", (num_nodes,), device)
+    if blocks.numel() and bool(((blocks < 0) | (blocks >= num_nodes)).any()):
+        raise ValueError(f"blocks must lie in [0, N) = [0, {num_nodes})")
+    return blocks
 
 
 class GraphProblem(NamedTuple):

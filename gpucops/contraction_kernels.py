@@ -20,10 +20,14 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ._hostbuild import DEFAULT_FLAGS, build_library
+
+if TYPE_CHECKING:
+    from .blocks import NodeBlocks
 
 __all__ = ["ContractionKernels", "cuda_sources", "kernels_for"]
 
@@ -52,7 +56,11 @@ _SIGNATURES = {
     "internal_keys": "ippp",
     "star_cost": "iipppppppp",
     "edge_cut": "ippp",
+    "block_greedy": "iiiiippppppppppppp",
 }
+# threads per CUDA block where not _THREADS: one block greedy per thread is heavy, so more CUDA
+# blocks (multiprocessors) share the few thousand of them
+_THREADS_OF = {"block_greedy": 32}
 
 
 def cuda_sources() -> Path:
@@ -143,8 +151,9 @@ class ContractionKernels:
                 converted.append(numpy.int64(value) if code == "i" else numpy.float64(value))
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream)
         function = _cuda_module(self.device.index or 0).get_function(name)
+        threads = _THREADS_OF.get(name, _THREADS)
         with stream:
-            function(((count + _THREADS - 1) // _THREADS,), (_THREADS,), tuple(converted))
+            function(((count + threads - 1) // threads,), (threads,), tuple(converted))
 
     def row_min(self, costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """min ``[C]`` float64 and argmin ``[C]`` int64 (lowest class on ties) of each row of
@@ -304,6 +313,30 @@ class ContractionKernels:
             end - unique, merged, merged_weights,
         )  # fmt: skip
         return merged, merged_weights
+
+    def block_greedy(
+        self, costs: torch.Tensor, weights: torch.Tensor, blocks: NodeBlocks, num_images: int
+    ) -> torch.Tensor:
+        """``[N]`` int64: the lowest node id of each node's cluster after the sequential greedy
+        inside every block, as :func:`gpucops.blocks.block_roots`."""
+        (num_nodes, width), device = costs.shape, self.device
+        block_nodes = num_images * blocks.block_nodes.shape[0]
+        block_edges = num_images * blocks.block_edges.shape[0]
+        root = torch.arange(num_nodes, device=device)  # nodes outside every block stay alone
+        count = num_images * blocks.num_blocks
+        self._launch(
+            "block_greedy", count, count, blocks.num_blocks, blocks.nodes_per_image,
+            blocks.edges_per_image, width, blocks.node_start, blocks.block_nodes,
+            blocks.edge_start, blocks.block_edges, blocks.edge_ends.contiguous(),
+            costs.contiguous(), weights.contiguous(),
+            self._temporary("block costs", block_nodes * width, torch.float64),
+            self._temporary("block minima", block_nodes, torch.float64),
+            self._temporary("block node lists", 5 * block_nodes, torch.int32),
+            self._temporary("block edge scores", 2 * block_edges, torch.float64),
+            self._temporary("block edge lists", 6 * block_edges, torch.int32),
+            root,
+        )  # fmt: skip
+        return root
 
     def edge_cut(self, edges: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[E]`` bool: True where the end-points of an edge carry different ``labels [N]``

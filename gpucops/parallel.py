@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .blocks import NodeBlocks, block_roots, node_blocks
 from .contraction_kernels import ContractionKernels, kernels_for
 from .segment import is_sorted, segment_sum
 
@@ -61,6 +62,7 @@ class ContractionResult:
     classes: torch.Tensor  # [N] int64
     clusters: torch.Tensor  # [N] int64, cluster index of each node (any ids in [0, N))
     merges_per_round: list[int] = field(default_factory=list)
+    block_merges: int = 0  # merges of the block pre-pass
 
 
 def cluster_classes(
@@ -292,6 +294,7 @@ def contract_parallel(
     free_leaves: bool = True,
     coalesced: bool = False,
     top_fraction: float | None = None,
+    blocks: NodeBlocks | torch.Tensor | None = None,
 ) -> ContractionResult:
     """Parallel contraction of validated inputs, before the stuff merge.
 
@@ -320,6 +323,10 @@ def contract_parallel(
             high, sorted by (low, high), no duplicates, nodes grouped by image (grids listed
             with ``grid_to_graph(..., sort_edges=True)``) — so the first coalescing (a sort of
             all edges) is skipped.
+        blocks: run the sequential greedy inside blocks of nodes first, over the edges within
+            a block (:mod:`gpucops.blocks`): ``[N]`` int64 block of every node, or
+            :class:`~gpucops.blocks.NodeBlocks` listing them for ``coalesced`` edges, image by
+            image (the tiles of a grid, cached). None = rounds from the single nodes.
     Returns:
         :class:`ContractionResult` on the inputs' device.
     """
@@ -346,8 +353,25 @@ def contract_parallel(
     if coalesced and position is None:
         weights = edge_costs
     else:
+        if isinstance(blocks, NodeBlocks):
+            raise ValueError("NodeBlocks need coalesced edges and nodes grouped by image")
         mapping = torch.arange(num_nodes, device=device) if position is None else position
         edges, weights = _coalesce_edges(kernels, edges, edge_costs, mapping, num_nodes)
+    block_mapping, block_merges = None, 0
+    if blocks is not None:
+        block_images = num_images
+        if isinstance(blocks, torch.Tensor):  # the whole batch as one image of blocks
+            block_of = blocks if position is None else blocks[order]
+            blocks, block_images = node_blocks(block_of.cpu(), edges.cpu()), 1
+        root = block_roots(costs, edges, weights, blocks.to(device), block_images, kernels)
+        is_root = root == torch.arange(num_nodes, device=device)
+        block_mapping = (torch.cumsum(is_root, 0) - 1)[root]
+        num_clusters = int(is_root.sum())
+        block_merges = num_nodes - num_clusters
+        costs, edges, weights = _contract(
+            kernels, costs, edges, weights, block_mapping, num_clusters, "blocks"
+        )
+        node_image = node_image[is_root]
 
     band = _band(threshold, top_fraction)
     if split_images is None:
@@ -384,12 +408,15 @@ def contract_parallel(
         node_cluster, node_class, merges_per_round = _contract_rounds(
             costs, edges, weights, node_image, num_images, kernels, epsilon, band, free_leaves,
         )  # fmt: skip
+    if block_mapping is not None:
+        node_class, node_cluster = node_class[block_mapping], node_cluster[block_mapping]
     if position is not None:
         node_class, node_cluster = node_class[position], node_cluster[position]
     return ContractionResult(
         classes=node_class,
         clusters=node_cluster,
         merges_per_round=merges_per_round,
+        block_merges=block_merges,
     )
 
 

@@ -14,6 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import gpucops
+from gpucops.blocks import grid_tiles
 from gpucops.contraction_kernels import ContractionKernels, cuda_sources
 from gpucops.parallel import (
     _coalesce,
@@ -162,7 +164,10 @@ FUZZ = textwrap.dedent(
     """
     import torch
     from gpucops.contraction_kernels import ContractionKernels
+    from gpucops.blocks import grid_tiles, node_blocks
+    from gpucops.grid import grid_to_graph
     from gpucops.parallel import cluster_classes, contract_parallel
+    from gpucops.synthetic import make_problem
     from tests.strategies import random_round
     kernels = ContractionKernels(torch.device("cpu"))
     for seed in range(60):
@@ -176,6 +181,13 @@ FUZZ = textwrap.dedent(
         contract_parallel(costs.clamp(max=9), edges[same], weights[same], image, 3)
         kernels.coalesce(edges, weights, torch.arange(clusters) % 2, 2)  # big buckets
         kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2)
+        blocks = node_blocks(torch.arange(clusters) // (1 + seed % 7), edges)
+        kernels.block_greedy(costs, weights, blocks, 1)
+    for seed in range(12):  # the tiles of grid batches, partial at the border
+        p = make_problem(1 + seed % 3, 5 + seed, 7 + 2 * seed, 1 + seed % 6, (1, 2, 4), seed)
+        nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
+        tiles = grid_tiles(5 + seed, 7 + 2 * seed, p.distances, 1 + seed % 9, torch.device("cpu"))
+        kernels.block_greedy(nodes.double(), weights.double(), tiles, 1 + seed % 3)
     print("fuzz done")
     """
 )
@@ -239,6 +251,21 @@ def test_cuda_contraction_equals_the_host_build(seed):
     assert torch.equal(gpu_merged.cpu(), merged) and torch.equal(gpu_weights.cpu(), merged_weights)
     sums = gpu.segment_sum(rows.cuda(), mapping.cuda(), clusters)
     assert torch.equal(sums.cpu(), host.segment_sum(rows, mapping, clusters))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", [1, 5, 16])
+def test_cuda_block_greedy_equals_the_host_build(tile):
+    p = make_problem(3, 40, 72, 19, distances=(1, 4, 16), seed=tile)
+    nodes, _, weights, _ = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    costs, weights = nodes.double().contiguous(), weights.double()
+    tiles = grid_tiles(40, 72, p.distances, tile, HOST)
+    root = ContractionKernels(HOST).block_greedy(costs, weights, tiles, 3)
+    gpu = ContractionKernels(torch.device("cuda"))
+    gpu_root = gpu.block_greedy(costs.cuda(), weights.cuda(), tiles.to(torch.device("cuda")), 3)
+    assert torch.equal(gpu_root.cpu(), root)
 
 
 def test_every_kernel_has_a_launch_signature():

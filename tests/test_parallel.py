@@ -142,19 +142,25 @@ def test_quality_close_to_the_sequential_reference(num_classes, seed):
         result = gpucops.solve(*args, **options)
         return ((trivial - result.objective) / (trivial - sequential)).item(), result.info["rounds"]
 
+    # the default: the exact greedy inside 16×16 tiles first, then the rounds banded by top
+    # fraction 0.3
     ratio, rounds = quality()
-    assert ratio > 0.98 and rounds < 100, (ratio, rounds)
-    # free leaves (the default) cut the rounds by a third or more (about half here)
-    coin_ratio, coin_rounds = quality(free_leaves=False)
-    assert coin_ratio > 0.98 and 3 * rounds <= 2 * coin_rounds, (coin_rounds, rounds)
+    tiles_ratio, _ = quality(top_fraction=None)
+    plain_ratio, plain_rounds = quality(tile=0, top_fraction=None)
+    assert ratio > 0.995 and rounds < 100, (ratio, rounds)
+    assert 0.98 < plain_ratio < tiles_ratio < ratio, (plain_ratio, tiles_ratio, ratio)
+    # the rounds alone, and their options: free leaves (the default) cut the rounds by a third or
+    # more (about half here)
+    coin_ratio, coin_rounds = quality(tile=0, top_fraction=None, free_leaves=False)
+    assert coin_ratio > 0.98 and 3 * plain_rounds <= 2 * coin_rounds, (coin_rounds, plain_rounds)
     # merging in bands of the greedy order gets closer to the sequential greedy on these cases
-    banded_ratio, _ = quality(threshold=0.3)
-    assert banded_ratio > ratio, (ratio, banded_ratio)
-    banded_coin_ratio, _ = quality(threshold=0.3, free_leaves=False)
+    banded_ratio, _ = quality(tile=0, top_fraction=None, threshold=0.3)
+    assert banded_ratio > plain_ratio, (plain_ratio, banded_ratio)
+    banded_coin_ratio, _ = quality(tile=0, top_fraction=None, threshold=0.3, free_leaves=False)
     assert banded_coin_ratio > coin_ratio and banded_coin_ratio > 0.99, banded_coin_ratio
     # and so does letting only the top tenth of each round's scores merge
-    top_ratio, _ = quality(top_fraction=0.1)
-    assert top_ratio > ratio and top_ratio > 0.994, (ratio, top_ratio)
+    top_ratio, _ = quality(tile=0, top_fraction=0.1)
+    assert top_ratio > plain_ratio and top_ratio > 0.994, (plain_ratio, top_ratio)
 
 
 @pytest.mark.parametrize("use_kernels", [True, False])

@@ -17,11 +17,13 @@ from gpucops.synthetic import make_problem
 from tests.reference import brute_force_optimum, multicut_objective, naive_objective
 from tests.strategies import small_graphs
 
-# (method, options): the reference, and the parallel solver plain (free leaves), with the coin's
+# (method, options): the reference, and the parallel solver plain (free leaves), with the greedy
+# pre-pass in blocks (grids: 3×3 tiles; graphs: blocks of 3 consecutive nodes), with the coin's
 # stars only, gated, thresholded and banded by top fraction
 SOLVERS = [
     ("sequential", {}),
     ("parallel", {}),
+    ("parallel", {"tile": 3}),
     ("parallel", {"free_leaves": False}),
     ("parallel", {"epsilon": 0.5}),
     ("parallel", {"threshold": 0.2}),
@@ -30,6 +32,7 @@ SOLVERS = [
 IDS = [
     "sequential",
     "parallel",
+    "parallel-tile3",
     "parallel-coin",
     "parallel-eps0.5",
     "parallel-threshold0.2",
@@ -37,8 +40,17 @@ IDS = [
 ]
 
 
+def graph_options(options: dict, num_nodes: int) -> dict:
+    """The options for a graph: a tile of t becomes blocks of t consecutive nodes."""
+    if "tile" not in options:
+        return options
+    others = {k: v for k, v in options.items() if k != "tile"}
+    return {**others, "blocks": torch.arange(num_nodes) // options["tile"]}
+
+
 def solve_graph(graph, method, options, **kwargs):
     node_costs, edges, edge_costs, partitionable = graph
+    options = graph_options(options, len(node_costs))
     return gpucops.solve_graph(
         torch.tensor(node_costs, dtype=torch.float64),
         torch.tensor(edges, dtype=torch.long).view(-1, 2),
@@ -62,7 +74,7 @@ def contract(graph, method, options):
     if method == "sequential":
         classes, clusters, _ = contract_sequential(*args)
     else:
-        result = contract_parallel(*args, 1, **options)
+        result = contract_parallel(*args, 1, **graph_options(options, len(node_costs)))
         classes, clusters = result.classes, result.clusters
     return classes.tolist(), clusters.tolist()
 
@@ -164,6 +176,10 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
     order = torch.argsort(torch.arange(n) % (n // 2) * 2 + image_index)
     position = torch.empty_like(order)
     position[order] = torch.arange(n)
+    # the grid's tiles (one per image at the default 16) as blocks of the graph's nodes
+    tile = options.get("tile", 16)
+    tiles = torch.arange(10).view(-1, 1) // tile * 4 + torch.arange(12).view(1, -1) // tile
+    blocks = (tiles.flatten().repeat(2) + 16 * image_index)[order]  # ≤ 4 × 4 tiles each
     lab = gpucops.solve_graph(
         nodes[order],
         position[edges],
@@ -171,7 +187,8 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
         p.partitionable,
         image_index=image_index[order],
         method=method,
-        **options,
+        **{k: v for k, v in options.items() if k != "tile"},
+        blocks=blocks,
     )
     grid = gpucops.solve(
         p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method, **options

@@ -1,0 +1,189 @@
+"""The block pre-pass: the block listing, kernel ``block_greedy`` against the sequential reference
+on the edges inside blocks, and the solver with blocks (tiles of grids, any graph's blocks)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpucops
+from gpucops.blocks import block_roots, grid_tiles, node_blocks
+from gpucops.contraction_kernels import kernels_for
+from gpucops.grid import grid_to_graph
+from gpucops.parallel import contract_parallel, masked_class_costs
+from gpucops.synthetic import make_problem
+from tests.strategies import small_graphs
+
+HOST = torch.device("cpu")
+
+
+@given(seed=st.integers(0, 10_000), num_nodes=st.integers(1, 30), num_blocks=st.integers(1, 6))
+def test_node_blocks_list_every_node_once_and_exactly_the_edges_inside_blocks(
+    seed, num_nodes, num_blocks
+):
+    g = torch.Generator().manual_seed(seed)
+    block_of = torch.randint(0, num_blocks, (num_nodes,), generator=g)
+    pairs = torch.combinations(torch.arange(num_nodes), 2)
+    edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 2 * num_nodes]]
+    blocks = node_blocks(block_of, edges)
+    listed = set()
+    for b in range(blocks.num_blocks):
+        nodes = blocks.block_nodes[blocks.node_start[b] : blocks.node_start[b + 1]].tolist()
+        assert nodes == sorted(nodes) and all(block_of[v] == b for v in nodes)
+        listed.update(nodes)
+        ids = blocks.block_edges[blocks.edge_start[b] : blocks.edge_start[b + 1]]
+        assert ids.tolist() == sorted(ids.tolist())
+        ends = blocks.edge_ends[blocks.edge_start[b] : blocks.edge_start[b + 1]].long()
+        # positions in the block's node list lead back to the edge's end-points
+        assert torch.equal(torch.tensor(nodes, dtype=torch.long)[ends], edges[ids])
+    assert listed == set(range(num_nodes))
+    inside = [e for e in range(edges.shape[0]) if block_of[edges[e, 0]] == block_of[edges[e, 1]]]
+    assert sorted(blocks.block_edges.tolist()) == inside
+
+
+def test_grid_tiles_cover_the_grid_in_partial_tiles_at_the_border():
+    blocks = grid_tiles(5, 7, (1, 2), 3, HOST)
+    assert blocks.num_blocks == 2 * 3  # ⌈5/3⌉ × ⌈7/3⌉
+    first = blocks.block_nodes[: blocks.node_start[1]].tolist()
+    assert first == [0, 1, 2, 7, 8, 9, 14, 15, 16]
+    last = blocks.block_nodes[blocks.node_start[-2] :].tolist()
+    assert last == [27, 34]  # the bottom-right tile: rows 3–4 of column 6
+    graph_edges = grid_to_graph(torch.zeros(1, 1, 5, 7), torch.zeros(1, 4, 5, 7), (1, 2), True)[1]
+    # an edge is inside a tile exactly when both end-points share their tile
+    tile_of = (torch.arange(5).view(-1, 1) // 3 * 3 + torch.arange(7).view(1, -1) // 3).flatten()
+    inside = (tile_of[graph_edges[:, 0]] == tile_of[graph_edges[:, 1]]).nonzero().flatten()
+    assert sorted(blocks.block_edges.tolist()) == inside.tolist()
+
+
+def _random_grid(seed, batch, height, width, num_classes, masked):
+    """A grid batch as the solver sees it: float64 masked costs and sorted edges."""
+    p = make_problem(batch, height, width, num_classes, distances=(1, 2, 3), seed=seed)
+    nodes, edges, weights, image_index = grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    mask = None
+    if masked and num_classes > 1:
+        mask = torch.rand(batch, num_classes, generator=torch.Generator().manual_seed(seed)) < 0.4
+        mask[:, 0] = False
+    costs = masked_class_costs(nodes, mask, image_index)
+    # coarse values make ties, which the kernel must break as the reference does
+    return costs.round(decimals=0), edges, weights.double().round(decimals=0), p
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    batch=st.integers(1, 3),
+    height=st.integers(4, 14),
+    width=st.integers(4, 14),
+    num_classes=st.sampled_from([1, 2, 5, 19]),
+    tile=st.integers(1, 9),
+    masked=st.booleans(),
+)
+def test_block_greedy_kernel_equals_the_sequential_reference_inside_tiles(
+    seed, batch, height, width, num_classes, tile, masked
+):
+    costs, edges, weights, p = _random_grid(seed, batch, height, width, num_classes, masked)
+    blocks = grid_tiles(height, width, p.distances, tile, HOST)
+    kernel = block_roots(costs, edges, weights, blocks, batch, kernels_for(HOST))
+    reference = block_roots(costs, edges, weights, blocks, batch)
+    assert torch.equal(kernel, reference)
+    # roots are the lowest node of their cluster, and clusters stay inside one tile
+    assert bool((kernel <= torch.arange(kernel.shape[0])).all())
+    tile_of = (
+        torch.arange(height).view(-1, 1) // tile * width + torch.arange(width).view(1, -1) // tile
+    ).flatten()
+    image_tile = torch.arange(batch).repeat_interleave(height * width) * (height * width)
+    image_tile += tile_of.repeat(batch)
+    assert torch.equal(image_tile[kernel], image_tile)
+
+
+@settings(max_examples=40, deadline=None)
+@given(graph=small_graphs(max_nodes=10, max_classes=4), num_blocks=st.integers(1, 3))
+def test_block_greedy_kernel_equals_the_reference_on_any_blocks(graph, num_blocks):
+    node_costs, edges, edge_costs, _ = graph
+    n = len(node_costs)
+    edges = torch.tensor(edges, dtype=torch.long).view(-1, 2)
+    # distinct pairs, as the solver hands them over after coalescing
+    edges, first = torch.unique(edges, dim=0, return_inverse=True)
+    weights = torch.zeros(edges.shape[0], dtype=torch.float64)
+    weights.index_add_(0, first, torch.tensor(edge_costs, dtype=torch.float64))
+    blocks = node_blocks(torch.arange(n) % num_blocks, edges)
+    costs = torch.tensor(node_costs, dtype=torch.float64)
+    kernel = block_roots(costs, edges, weights, blocks, 1, kernels_for(HOST))
+    assert torch.equal(kernel, block_roots(costs, edges, weights, blocks, 1))
+
+
+def test_one_block_is_the_sequential_greedy():
+    # every node in one block: the pre-pass is the whole greedy, and no round finds a merge left
+    p = make_problem(2, 12, 16, 19, distances=(1, 4), seed=4)
+    nodes, edges, weights, image_index = grid_to_graph(p.node_costs, p.edge_costs, p.distances)
+    args = (nodes, edges, weights, p.partitionable, image_index)
+    sequential = gpucops.solve_graph(*args, method="sequential")
+    blocked = gpucops.solve_graph(*args, blocks=torch.zeros_like(image_index))
+    assert torch.equal(blocked.classes, sequential.classes)
+    assert torch.equal(blocked.clusters, sequential.clusters)
+    assert blocked.info["rounds"] == 0
+    assert blocked.info["block_merges"] == sequential.info["merges"]
+
+
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_tiles_of_a_grid_equal_the_same_blocks_given_per_node(use_kernels):
+    p = make_problem(2, 20, 28, 19, distances=(1, 4, 16), seed=5)
+    nodes, edges, weights, image_index = grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    tile = 8
+    tile_of = torch.arange(20).view(-1, 1) // tile * 4 + torch.arange(28).view(1, -1) // tile
+    per_node = tile_of.flatten().repeat(2) + 12 * image_index  # 3 × 4 tiles per image
+    args = (nodes, edges, weights, image_index, 2)
+    tiles = contract_parallel(
+        *args, coalesced=True, blocks=grid_tiles(20, 28, p.distances, tile, HOST),
+        use_kernels=use_kernels,
+    )  # fmt: skip
+    given_blocks = contract_parallel(*args, blocks=per_node, use_kernels=use_kernels)
+    assert torch.equal(tiles.classes, given_blocks.classes)
+    assert torch.equal(tiles.clusters, given_blocks.clusters)
+    assert tiles.block_merges == given_blocks.block_merges > 0
+    grid = gpucops.solve(*(p.node_costs, p.edge_costs, p.partitionable, p.distances), tile=tile)
+    assert grid.info["block_merges"] == tiles.block_merges
+
+
+def test_kernels_and_torch_steps_agree_with_tiles():
+    p = make_problem(2, 40, 56, 19, distances=(1, 4, 16), seed=8)
+    nodes, edges, weights, image_index = grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    args = (nodes, edges, weights, image_index, 2)
+    blocks = grid_tiles(40, 56, p.distances, 16, HOST)
+    with_kernels = contract_parallel(*args, coalesced=True, blocks=blocks)
+    with_torch = contract_parallel(*args, coalesced=True, blocks=blocks, use_kernels=False)
+    assert torch.equal(with_kernels.classes, with_torch.classes)
+    assert torch.equal(with_kernels.clusters, with_torch.clusters)
+    assert with_kernels.merges_per_round == with_torch.merges_per_round
+
+
+@pytest.mark.parametrize("tile", [-1, 1.5, True, "16"])
+def test_bad_tile_is_refused(tile):
+    p = make_problem(1, 8, 8, 3, distances=(1, 2), seed=0)
+    with pytest.raises(ValueError, match="tile"):
+        gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances, tile=tile)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (torch.zeros(3, dtype=torch.long), "shape"),
+        (torch.zeros(4), "int32 or int64"),
+        (torch.tensor([0, 1, 2, 4]), r"\[0, N\)"),
+        (torch.tensor([0, -1, 0, 0]), r"\[0, N\)"),
+        ([0, 0, 0, 0], "torch.Tensor"),
+    ],
+)
+def test_bad_blocks_are_refused(blocks, message):
+    costs = torch.zeros(4, 2)
+    edges = torch.tensor([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match=message):
+        gpucops.solve_graph(costs, edges, torch.ones(2), torch.tensor([True, False]), blocks=blocks)
