@@ -357,21 +357,8 @@ def contract_parallel(
             raise ValueError("NodeBlocks need coalesced edges and nodes grouped by image")
         mapping = torch.arange(num_nodes, device=device) if position is None else position
         edges, weights = _coalesce_edges(kernels, edges, edge_costs, mapping, num_nodes)
-    block_mapping, block_merges = None, 0
-    if blocks is not None:
-        block_images = num_images
-        if isinstance(blocks, torch.Tensor):  # the whole batch as one image of blocks
-            block_of = blocks if position is None else blocks[order]
-            blocks, block_images = node_blocks(block_of.cpu(), edges.cpu()), 1
-        root = block_roots(costs, edges, weights, blocks.to(device), block_images, kernels)
-        is_root = root == torch.arange(num_nodes, device=device)
-        block_mapping = (torch.cumsum(is_root, 0) - 1)[root]
-        num_clusters = int(is_root.sum())
-        block_merges = num_nodes - num_clusters
-        costs, edges, weights = _contract(
-            kernels, costs, edges, weights, block_mapping, num_clusters, "blocks"
-        )
-        node_image = node_image[is_root]
+    if isinstance(blocks, torch.Tensor) and position is not None:
+        blocks = blocks[order]
 
     band = _band(threshold, top_fraction)
     if split_images is None:
@@ -383,7 +370,7 @@ def contract_parallel(
         node_counts = torch.bincount(node_image, minlength=num_images).tolist()
         edge_counts = torch.bincount(node_image[edges[:, 0]], minlength=num_images).tolist()
         clusters, classes, rounds = [], [], []
-        node_start = cluster_start = 0
+        node_start = cluster_start = block_merges = 0
         for nodes_b, costs_b, edges_b, weights_b in zip(
             node_counts,
             costs.split(node_counts),
@@ -391,25 +378,31 @@ def contract_parallel(
             weights.split(edge_counts),
             strict=True,
         ):
-            cluster_b, class_b, merges_b = _contract_rounds(
+            blocks_b = (
+                blocks[node_start : node_start + nodes_b]
+                if isinstance(blocks, torch.Tensor)
+                else blocks
+            )
+            cluster_b, class_b, merges_b, block_b = _contract_rounds(
                 costs_b, edges_b - node_start, weights_b,
                 torch.zeros(nodes_b, dtype=torch.int64), 1, kernels, epsilon, band, free_leaves,
+                blocks_b,
             )  # fmt: skip
             # cluster ids compact across images, as one graph numbers them
             clusters.append(cluster_b + cluster_start)
             classes.append(class_b)
             rounds.append(merges_b)
+            block_merges += block_b
             node_start += nodes_b
             cluster_start += int(cluster_b.max()) + 1 if nodes_b else 0
         node_cluster, node_class = torch.cat(clusters), torch.cat(classes)
         length = max(map(len, rounds), default=0)
         merges_per_round = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
     else:
-        node_cluster, node_class, merges_per_round = _contract_rounds(
+        node_cluster, node_class, merges_per_round, block_merges = _contract_rounds(
             costs, edges, weights, node_image, num_images, kernels, epsilon, band, free_leaves,
+            blocks,
         )  # fmt: skip
-    if block_mapping is not None:
-        node_class, node_cluster = node_class[block_mapping], node_cluster[block_mapping]
     if position is not None:
         node_class, node_cluster = node_class[position], node_cluster[position]
     return ContractionResult(
@@ -430,15 +423,23 @@ def _contract_rounds(
     epsilon: float | None,
     band: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
     free_leaves: bool,
-) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The rounds, on nodes grouped by image and coalesced edges. ``band(scores, edge_image,
-    num_images)`` zeroes the scores that may not be picked this round (None: all may).
+    blocks: NodeBlocks | torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int], int]:
+    """The block pre-pass (if ``blocks``) and the rounds, on nodes grouped by image and coalesced
+    edges. ``band(scores, edge_image, num_images)`` zeroes the scores that may not be picked this
+    round (None: all may).
 
-    Returns the cluster ``[N]`` and class ``[N]`` of every node (in the grouped order) and the
-    merges of each round.
+    Returns the cluster ``[N]`` and class ``[N]`` of every node (in the grouped order), the
+    merges of each round and those of the pre-pass.
     """
     device = costs.device
-    node_cluster = torch.arange(costs.shape[0], device=device)
+    num_nodes = costs.shape[0]
+    node_cluster = torch.arange(num_nodes, device=device)
+    if blocks is not None:
+        costs, edges, weights, cluster_image, node_cluster = _block_prepass(
+            costs, edges, weights, cluster_image, num_images, blocks, kernels
+        )
+    block_merges = num_nodes - costs.shape[0]
     merges_per_round = []
     round_index = 0
     while True:
@@ -483,7 +484,32 @@ def _contract_rounds(
         node_cluster = mapping[node_cluster]
         round_index += 1
     _, argmin = cluster_classes(costs, kernels)
-    return node_cluster, argmin[node_cluster], merges_per_round
+    return node_cluster, argmin[node_cluster], merges_per_round, block_merges
+
+
+def _block_prepass(
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    cluster_image: torch.Tensor,
+    num_images: int,
+    blocks: NodeBlocks | torch.Tensor,
+    kernels: ContractionKernels | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sequential greedy inside blocks, then one contraction. Returns the contracted costs,
+    edges, weights and cluster images, and the cluster ``[N]`` of every node."""
+    block_images = num_images
+    if isinstance(blocks, torch.Tensor):  # all images as one image of blocks, ids made compact
+        block_of = torch.unique(blocks.cpu(), return_inverse=True)[1]
+        blocks, block_images = node_blocks(block_of, edges.cpu()), 1
+    num_nodes = costs.shape[0]
+    root = block_roots(costs, edges, weights, blocks.to(costs.device), block_images, kernels)
+    is_root = root == torch.arange(num_nodes, device=costs.device)
+    mapping = (torch.cumsum(is_root, 0) - 1)[root]
+    costs, edges, weights = _contract(
+        kernels, costs, edges, weights, mapping, int(is_root.sum()), "blocks"
+    )
+    return costs, edges, weights, cluster_image[is_root], mapping
 
 
 def _band(
