@@ -464,65 +464,48 @@ extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_p
             const int gone = keep == u[e] ? v[e] : u[e];
             u[e] = -1;
             gpucops_tree_set(tree, m, e, false, t);
-            // mark keep's neighbours with their edge
-            for (int* s = head + keep; *s >= 0;) {
-                if (u[*s >> 1] < 0) {
+            // mark gone's neighbours with its edge to them
+            for (int* s = head + gone; *s >= 0;) {
+                const int j = *s >> 1;
+                if (u[j] >= 0 && gpucops_slot_other(*s, u, v) == keep) {
+                    u[j] = -1;  // a second keep–gone edge (duplicate input pairs): now internal
+                    gpucops_tree_set(tree, m, j, false, t);
+                }
+                if (u[j] < 0) {
                     *s = next[*s];
                     continue;
                 }
-                mark[gpucops_slot_other(*s, u, v)] = *s >> 1;
+                mark[gpucops_slot_other(*s, u, v)] = j;
                 s = next + *s;
             }
-            // move gone's edges to keep; parallel edges: the lower index keeps the sum
-            for (int s = head[gone]; s >= 0;) {
-                const int after = next[s], j = s >> 1;
-                if (u[j] >= 0 && gpucops_slot_other(s, u, v) == keep) {
-                    u[j] = -1;  // a second keep–gone edge (duplicate input pairs): now internal
-                    gpucops_tree_set(tree, m, j, false, t);
-                } else if (u[j] >= 0) {
-                    const int other = gpucops_slot_other(s, u, v), twin = mark[other];
-                    bool moves = true;
-                    if (twin >= 0) {
-                        const double sum = w[twin] + w[j];
-                        const int dead = twin < j ? j : twin;
-                        moves = dead == twin;
-                        w[moves ? j : twin] = sum;
-                        u[dead] = -1;
-                        gpucops_tree_set(tree, m, dead, false, t);
-                        --degree[other];
-                    }
-                    if (moves) {
-                        if (s & 1)
-                            v[j] = keep;
-                        else
-                            u[j] = keep;
-                        next[s] = head[keep];
-                        head[keep] = s;
-                        mark[other] = j;
-                    }
-                }
-                s = after;
-            }
-            head[gone] = -1;
             parent[gone] = keep;
             for (long long k = 0; k < K; ++k) cost[keep * K + k] += cost[gone * K + k];
             long long at;
             gpucops_row_min(cost + keep * K, K, minimum + keep, &at);
             const bool same_class = cls[keep] == (int)at;
             cls[keep] = (int)at;
-            // clear the marks and re-score keep's edges: all but those that provably keep t =
-            // w (both clusters of keep's unchanged class, t = w already: not summed, and if
-            // moved, from a cluster of that class too) — in a region of one class, absorbing a
-            // node re-scores only its own edges, not the big cluster's
+            // keep's edges, in one walk: a neighbour of both sums the two edges into the lower
+            // index; re-score all but those that provably keep t = w (both clusters of keep's
+            // unchanged class, t = w already, not summed) — in a region of one class, absorbing
+            // a node re-scores only its own edges, not the big cluster's
             int count = 0;
             for (int* s = head + keep; *s >= 0;) {
                 const int j = *s >> 1;
+                const int other = u[j] < 0 ? -1 : gpucops_slot_other(*s, u, v);
+                const int twin = other < 0 ? -1 : mark[other];
+                if (twin >= 0) {
+                    mark[other] = -1;
+                    --degree[other];
+                    const double sum = w[j] + w[twin];
+                    const int dead = twin < j ? j : twin;
+                    w[dead == j ? twin : j] = sum;  // gone's twin, if it survives, moves below
+                    u[dead] = -1;
+                    gpucops_tree_set(tree, m, dead, false, t);
+                }
                 if (u[j] < 0) {
                     *s = next[*s];
                     continue;
                 }
-                const int other = gpucops_slot_other(*s, u, v);
-                mark[other] = -1;
                 ++count;
                 if (!same_class || cls[other] != cls[keep] || t[j] != w[j]) {
                     t[j] = gpucops_score(w[j], cost + keep * K, minimum[keep], cls[keep],
@@ -531,6 +514,26 @@ extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_p
                 }
                 s = next + *s;
             }
+            // move gone's remaining edges to keep, re-scored
+            for (int s = head[gone]; s >= 0;) {
+                const int after = next[s], j = s >> 1;
+                if (u[j] >= 0) {
+                    const int other = gpucops_slot_other(s, u, v);
+                    mark[other] = -1;
+                    if (s & 1)
+                        v[j] = keep;
+                    else
+                        u[j] = keep;
+                    next[s] = head[keep];
+                    head[keep] = s;
+                    ++count;
+                    t[j] = gpucops_score(w[j], cost + keep * K, minimum[keep], cls[keep],
+                                         cost + other * K, minimum[other], cls[other], K);
+                    gpucops_tree_set(tree, m, j, true, t);
+                }
+                s = after;
+            }
+            head[gone] = -1;
             degree[keep] = count;
         }
 

@@ -16,14 +16,20 @@ A batch is one block-diagonal graph. Every round, on all images at once:
 4. **contract**: compact new cluster ids (prefix sum), sum class-cost vectors and parallel edges
    (sorted segment sums), drop self-loops.
 
-Rounds repeat until no edge has ``t > 0``. Nodes are processed grouped by image and every index
-that feeds a decision is local to its image, so a batch of B gives exactly the B single results.
+Rounds repeat until no edge has ``t > 0``. Before them, optionally (``blocks``; by default in
+:func:`gpucops.solve`, on 16×16 pixel tiles), the sequential greedy itself runs inside blocks of
+nodes over the edges within them (:mod:`gpucops.blocks`), and the rounds start from the
+contracted graph.
+
+Nodes are processed grouped by image and every index that feeds a decision is local to its
+image, so a batch of B gives exactly the B single results.
 Class costs of clusters are float64; forbidden labels (``label_mask``) are +inf, which min and
 argmin skip and sums keep (no large padding constants that would wreck float sums).
 
 The loop is written in torch and runs on the tensors' device. Score/pick and the star proposal
 run as the kernels of ``cuda/contraction.cu`` (host build on the CPU, CuPy on CUDA); the torch
-functions of this module are their references, equal bit for bit.
+functions of this module are their references, equal bit for bit (the pre-pass's reference is
+the sequential solver on the edges inside blocks).
 """
 
 from __future__ import annotations

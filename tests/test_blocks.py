@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import gpucops
@@ -72,7 +72,6 @@ def _random_grid(seed, batch, height, width, num_classes, masked):
     return costs.round(decimals=0), edges, weights.double().round(decimals=0), p
 
 
-@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     batch=st.integers(1, 3),
@@ -100,7 +99,6 @@ def test_block_greedy_kernel_equals_the_sequential_reference_inside_tiles(
     assert torch.equal(image_tile[kernel], image_tile)
 
 
-@settings(max_examples=40, deadline=None)
 @given(graph=small_graphs(max_nodes=10, max_classes=4), num_blocks=st.integers(1, 3))
 def test_block_greedy_kernel_equals_the_reference_on_any_blocks(graph, num_blocks):
     node_costs, edges, edge_costs, _ = graph
