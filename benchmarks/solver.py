@@ -102,7 +102,7 @@ def _row(r: dict) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", nargs="+", default=["128x256", "256x512", "1024x2048"])
@@ -138,7 +138,7 @@ def main() -> None:
         help="skip problems with more B·H·W·K class costs (memory)",
     )
     parser.add_argument("--json", help="also write the records as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     records = run(args)
     headers = [
         "size",
@@ -170,6 +170,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(records, handle, indent=1)
+    return records
 
 
 if __name__ == "__main__":

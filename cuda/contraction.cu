@@ -359,8 +359,8 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
 // ---- The block pre-pass: the exact sequential greedy inside blocks of nodes. ----
 // One block of nodes per thread (a tile of a pixel grid): over the edges joining two nodes of the
 // block, contract the edge of largest t (then lowest id) while t > 0, summing class costs and
-// parallel edges and re-scoring every edge of the merged cluster — the sequential reference's
-// order and arithmetic (gpucops/csrc/sequential_amwc.cpp without its re-scoring shortcut), so a
+// parallel edges and re-scoring the merged cluster's edges (all but those whose t provably stays
+// w) — the sequential reference's order and arithmetic (gpucops/csrc/sequential_amwc.cpp), so a
 // block ends as the reference would leave it given only those edges. Local edge j of a block is
 // the block's j-th edge in edge-list order; an edge summing several keeps the lowest index, the
 // reference's tie rule. The edge of largest t is found in a tournament tree over the block's edge

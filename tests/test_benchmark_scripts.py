@@ -31,3 +31,14 @@ def test_layer_benchmark_smoke():
          "--samples", "2", "--repeats", "1"]
     )  # fmt: skip
     assert record["forward s"] > 0 and record["backward s"] > 0
+
+
+def test_solver_benchmark_smoke(tmp_path):
+    solver = _load("solver")
+    tiny = ["--sizes", "12x72", "--classes", "5", "--batches", "2", "--repeats", "1"]
+    default = solver.main([*tiny, "--json", str(tmp_path / "s.json")])
+    plain = solver.main([*tiny, "--tile", "0", "--top-fraction", "none"])
+    for record in (*default, *plain):
+        assert record["parallel_s"] > 0 and record["sequential_s"] > 0
+        assert 0.5 < record["quality_min"] <= record["quality_mean"]
+    assert (tmp_path / "s.json").exists()
