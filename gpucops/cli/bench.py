@@ -29,7 +29,7 @@ from ..inference import full_resolution_costs, upsample_labels
 from ..layer import AMWCLayer
 from ..model import COPSNet, ModelConfig
 from ..objective import trivial_objective
-from ..solve import solve
+from ..solve import TILE, solve
 from ..synthetic import class_roles, make_problem
 from ..timing import median_time
 from .predict import resolve_device
@@ -77,8 +77,9 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
             if full else (problem.node_costs, problem.edge_costs, distances)
         )  # fmt: skip
         inputs = (node_costs, edge_costs, problem.partitionable, solve_distances)
+        tile = STRIDE if full else TILE  # see full_resolution_costs
         labeling, solver_s = median_time(
-            lambda i=inputs: solve(*i), device, args.repeats, args.warmup
+            lambda i=inputs, t=tile: solve(*i, tile=t), device, args.repeats, args.warmup
         )
         row = {
             "size": f"{height}x{width}", "batch": batch, "resolution": resolution,
@@ -88,7 +89,9 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
         }  # fmt: skip
         if device.type != "cpu":
             host = tuple(x.cpu() if torch.is_tensor(x) else x for x in inputs)
-            _, row["solver_cpu_s"] = median_time(lambda i=host: solve(*i), "cpu", 1, 1)
+            _, row["solver_cpu_s"] = median_time(
+                lambda i=host, t=tile: solve(*i, tile=t), "cpu", 1, 1
+            )
         if batch * node_costs.shape[-2] * node_costs.shape[-1] <= args.sequential_limit:
             reference, row["sequential_s"] = median_time(
                 lambda i=inputs: solve(*i, method="sequential"), device, 1, 0
@@ -98,12 +101,12 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
             row["speedup"] = row["sequential_s"] / solver_s
             row["quality"] = float(gained.min())
 
-        def inference(full=full) -> torch.Tensor:
+        def inference(full: bool = full, tile: int = tile) -> torch.Tensor:
             network()  # the solver gets the synthetic costs instead (module docstring)
             nodes, edges, used = problem.node_costs, problem.edge_costs, distances
             if full:
                 nodes, edges, used = full_resolution_costs(nodes, edges, distances, size, STRIDE)
-            result = solve(nodes, edges, problem.partitionable, used)
+            result = solve(nodes, edges, problem.partitionable, used, tile=tile)
             return result.segments if full else upsample_labels(result.segments, size, STRIDE)
 
         if device.type == "cuda":

@@ -34,7 +34,7 @@ from ..grid import stride_samples
 from ..inference import full_resolution_costs, remove_small_segments, upsample_labels
 from ..metrics import SemanticIoU, evaluate_panoptic
 from ..objective import trivial_objective
-from ..solve import solve
+from ..solve import TILE, solve
 from ..synthetic import make_problem, noisy_costs
 from ..timing import median_time
 from ..visualize import save_comparison
@@ -166,8 +166,12 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
                 scenes.partitionable.to(device),
                 distances,
             )
+            # full resolution: tile = the upsampling factor (see full_resolution_costs)
+            tile = STRIDE if resolution == "full" else TILE
             labeling, seconds = median_time(
-                lambda inputs=inputs, method=method: solve(*inputs, method=method),
+                lambda inputs=inputs, method=method, tile=tile: solve(
+                    *inputs, method=method, tile=tile
+                ),
                 device,
                 repeats=1,
                 warmup=0,
