@@ -40,8 +40,8 @@ REFINE_ROUNDS = 0
 # The defaults favour quality (benchmarks/RESULTS.md, 48 synthetic problems at 128×256 and
 # 256×512): the exact greedy inside 16×16 pixel tiles first, then rounds in which only the top
 # 30 % of each image's scores may merge kept ≥ 99.5 % of the sequential greedy's objective
-# improvement on every one (the tiles alone: ≥ 98.5 %; on 8 seeds the band alone ≥ 98.7 %,
-# neither ≥ 98.1 %), in 0.5–0.9× the time of the plain rounds. tile=0, top_fraction=None: the
+# improvement on every one (the tiles alone: ≥ 98.5 %; on 4–8 seeds the band alone ≥ 98.7 %,
+# neither ≥ 98.0 %), in 0.5–0.9× the time of the plain rounds. tile=0, top_fraction=None: the
 # plain rounds.
 TILE = 16
 TOP_FRACTION = 0.3
