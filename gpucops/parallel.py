@@ -159,21 +159,35 @@ def top_fraction_scores(
 ) -> torch.Tensor:
     """Scores with every edge outside the top ``fraction`` of its image's positive scores set to
     0 (so it cannot be picked this round): per image, the m = ⌈fraction · n⌉ highest of its n
-    positive scores stay (all edges tied with the m-th too), so the best edge always does.
+    positive scores stay (all edges tied with the m-th too), so the best edge always does. An
+    image without positive scores keeps its scores.
 
-    ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are.
+    ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are. One image on the
+    CPU (the solver's case there) takes a ``kthvalue``; otherwise two stable sorts (by score,
+    then by image) find every image's cut at once, with no loop over images and no host sync.
     """
-    counts = torch.bincount(edge_image, minlength=num_images).tolist()
-    kept = []
-    for image_scores in scores.split(counts):
-        positive = image_scores[image_scores > 0]
-        if positive.numel() == 0:
-            kept.append(image_scores)
-            continue
-        keep = max(1, math.ceil(fraction * positive.numel()))
-        cut = positive.kthvalue(positive.numel() - keep + 1).values
-        kept.append(torch.where(image_scores >= cut, image_scores, 0.0))
-    return torch.cat(kept) if kept else scores
+    if scores.numel() == 0:
+        return scores
+    positive = scores > 0
+    if num_images == 1 and scores.device.type == "cpu":
+        values = scores[positive]
+        if values.numel() == 0:
+            return scores
+        # the m-th largest is the (n − m + 1)-th smallest
+        keep = max(1, math.ceil(fraction * values.numel()))
+        cut = values.kthvalue(values.numel() - keep + 1).values.view(1)
+    else:
+        counts = torch.zeros(num_images, dtype=torch.int64, device=scores.device)
+        counts.index_add_(0, edge_image, positive.long())
+        keep = torch.ceil(fraction * counts.double()).long().clamp(min=1)  # as Python's ceil
+        # each image's scores together, largest first (non-positive ones last): its m-th is the cut
+        ranked = torch.where(positive, scores, float("-inf"))
+        order = torch.argsort(ranked, descending=True, stable=True)
+        order = order[torch.argsort(edge_image[order], stable=True)]
+        edges = torch.bincount(edge_image, minlength=num_images)
+        position = (torch.cumsum(edges, 0) - edges + keep - 1).clamp(0, scores.numel() - 1)
+        cut = torch.where(counts > 0, ranked[order][position], float("-inf"))
+    return torch.where(scores >= cut[edge_image], scores, 0.0)
 
 
 def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:

@@ -163,6 +163,28 @@ def test_kernels_and_torch_steps_agree_with_tiles():
     assert with_kernels.merges_per_round == with_torch.merges_per_round
 
 
+@pytest.mark.parametrize("blocks_kind", ["tiles", "per node"])
+def test_one_graph_with_blocks_equals_images_one_by_one(blocks_kind):
+    # the GPU's way (the batch as one graph) and the CPU's (image by image), with the pre-pass
+    # and the default band
+    p = make_problem(3, 24, 40, 19, distances=(1, 4, 16), seed=12)
+    nodes, edges, weights, image_index = grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances, sort_edges=True
+    )
+    tiles = grid_tiles(24, 40, p.distances, 8, HOST)
+    if blocks_kind == "tiles":
+        options = {"blocks": tiles, "coalesced": True}
+    else:  # blocks of 50 consecutive nodes, some across two images
+        options = {"blocks": torch.arange(nodes.shape[0]) // 50}
+    args = (nodes, edges, weights, image_index, 3)
+    together = contract_parallel(*args, split_images=False, top_fraction=0.3, **options)
+    apart = contract_parallel(*args, split_images=True, top_fraction=0.3, **options)
+    assert torch.equal(together.classes, apart.classes)
+    assert torch.equal(together.clusters, apart.clusters)
+    assert together.merges_per_round == apart.merges_per_round
+    assert together.block_merges == apart.block_merges > 0
+
+
 @pytest.mark.parametrize("tile", [-1, 1.5, True, "16"])
 def test_bad_tile_is_refused(tile):
     p = make_problem(1, 8, 8, 3, distances=(1, 2), seed=0)

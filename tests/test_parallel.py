@@ -3,6 +3,8 @@ quality against the sequential reference (the invariants shared with it are in t
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -125,6 +127,28 @@ def test_top_fraction_keeps_each_images_highest_share():
     assert kept.tolist() == [5.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]
     kept = top_fraction_scores(scores, edge_image, 2, 1.0)
     assert torch.equal(kept, scores.clamp(min=0))
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    num_images=st.integers(1, 4),
+    num_edges=st.integers(0, 40),
+    fraction=st.floats(0.01, 1.0),
+)
+def test_top_fraction_equals_a_loop_over_images(seed, num_images, num_edges, fraction):
+    g = torch.Generator().manual_seed(seed)
+    edge_image = torch.randint(0, num_images, (num_edges,), generator=g).sort().values
+    scores = torch.randint(-3, 4, (num_edges,), generator=g).double() / 2  # ties, no positives
+    expected = []
+    for image_scores in scores.split(torch.bincount(edge_image, minlength=num_images).tolist()):
+        positive = sorted(image_scores[image_scores > 0].tolist(), reverse=True)
+        if not positive:
+            expected.append(image_scores)
+            continue
+        cut = positive[max(1, math.ceil(fraction * len(positive))) - 1]
+        expected.append(torch.where(image_scores >= cut, image_scores, 0.0))
+    kept = top_fraction_scores(scores, edge_image, num_images, fraction)
+    assert torch.equal(kept, torch.cat(expected) if expected else scores)
 
 
 # ----------------------------------------------------------------------- the whole solver
