@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .contraction_kernels import ContractionKernels
+from .grid import _sorted_grid_edges
 from .sequential import contract_sequential
 
 __all__ = ["NodeBlocks", "block_roots", "grid_tiles", "node_blocks"]
@@ -101,8 +102,6 @@ def grid_tiles(
     """The ``tile × tile`` pixel tiles of an H×W grid (partial at the right and bottom), with the
     edges inside them as indices into the grid's sorted edge list (``grid_to_graph(...,
     sort_edges=True)``), on ``device``."""
-    from .grid import _sorted_grid_edges
-
     edges, _ = _sorted_grid_edges(height, width, distances, torch.device("cpu"))
     rows = torch.arange(height).view(-1, 1) // tile
     cols = torch.arange(width).view(1, -1) // tile

@@ -490,17 +490,11 @@ def _contract_rounds(
             centre = coin_is_centre(local, round_index)
             root = star_roots(picks, edges, scores, centre, epsilon, free_leaves)
         root = checked_roots(root, picks, scores, costs, minimum, edges, weights, kernels)
-
-        is_root = root == torch.arange(num_clusters, device=device)
-        new_index = torch.cumsum(is_root, 0) - 1
-        mapping = new_index[root]
-        num_new = int(is_root.sum())
-        merges_per_round.append(num_clusters - num_new)
         # the kernels write each round's result into one of two kept buffers, in turn
-        costs, edges, weights = _contract(
-            kernels, costs, edges, weights, mapping, num_new, f"round {round_index % 2}"
+        costs, edges, weights, cluster_image, mapping = _contract_to_roots(
+            kernels, costs, edges, weights, cluster_image, root, f"round {round_index % 2}"
         )
-        cluster_image = cluster_image[is_root]
+        merges_per_round.append(num_clusters - costs.shape[0])
         node_cluster = mapping[node_cluster]
         round_index += 1
     _, argmin = cluster_classes(costs, kernels)
@@ -522,12 +516,26 @@ def _block_prepass(
     if isinstance(blocks, torch.Tensor):  # all images as one image of blocks, ids made compact
         block_of = torch.unique(blocks.cpu(), return_inverse=True)[1]
         blocks, block_images = node_blocks(block_of, edges.cpu()), 1
-    num_nodes = costs.shape[0]
     root = block_roots(costs, edges, weights, blocks.to(costs.device), block_images, kernels)
-    is_root = root == torch.arange(num_nodes, device=costs.device)
+    return _contract_to_roots(kernels, costs, edges, weights, cluster_image, root, "blocks")
+
+
+def _contract_to_roots(
+    kernels: ContractionKernels | None,
+    costs: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    cluster_image: torch.Tensor,
+    root: torch.Tensor,
+    out: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge every cluster into its ``root [C]`` (a root is its own): roots keep their order
+    under compact new indices. Returns the contracted costs, edges, weights and cluster images,
+    and the new index ``[C]`` of every cluster; ``out`` names the kernels' kept buffers."""
+    is_root = root == torch.arange(root.shape[0], device=root.device)
     mapping = (torch.cumsum(is_root, 0) - 1)[root]
     costs, edges, weights = _contract(
-        kernels, costs, edges, weights, mapping, int(is_root.sum()), "blocks"
+        kernels, costs, edges, weights, mapping, int(is_root.sum()), out
     )
     return costs, edges, weights, cluster_image[is_root], mapping
 

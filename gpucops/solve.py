@@ -222,13 +222,18 @@ def _checked_options(
     changes, free leaves)."""
     if top_fraction is not None and not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must lie in (0, 1] or be None, got {top_fraction!r}")
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
+    _check_count(refine, "refine")
     for name, flag in (("refine_classes", refine_classes), ("free_leaves", free_leaves)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
     fractions = _check_fraction(epsilon, "epsilon"), _check_fraction(threshold, "threshold")
     return *fractions, top_fraction, refine, refine_classes, free_leaves
+
+
+def _check_count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
+    return value
 
 
 def _check_fraction(value: float | None, name: str) -> float | None:
@@ -293,8 +298,7 @@ def solve(
     options = _checked_options(
         epsilon, threshold, top_fraction, refine, refine_classes, free_leaves
     )
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0:
-        raise ValueError(f"tile must be an integer ≥ 0, got {tile!r}")
+    _check_count(tile, "tile")
     blocks = grid_tiles(height, width, distances, tile, compute) if parallel and tile else None
     result = _solve_validated(
         graph, label_mask, method, compute, *options, coalesced=parallel, blocks=blocks
