@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 
+import torch
+
 
 def naive_objective(
     node_costs: Sequence[Sequence[float]],
@@ -62,3 +64,10 @@ def brute_force_optimum(node_costs, edges, edge_costs, partitionable) -> float:
                 best, naive_objective(node_costs, edges, edge_costs, partitionable, classes, blocks)
             )
     return best
+
+
+def tile_ids(height: int, width: int, tile: int) -> torch.Tensor:
+    """``[H·W]`` the tile of every pixel (row-major), tiles numbered row by row."""
+    rows = torch.arange(height).view(-1, 1) // tile
+    cols = torch.arange(width).view(1, -1) // tile
+    return (rows * -(-width // tile) + cols).flatten()

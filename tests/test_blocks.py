@@ -14,6 +14,7 @@ from gpucops.contraction_kernels import kernels_for
 from gpucops.grid import grid_to_graph
 from gpucops.parallel import contract_parallel, masked_class_costs
 from gpucops.synthetic import make_problem
+from tests.reference import tile_ids
 from tests.strategies import small_graphs
 
 HOST = torch.device("cpu")
@@ -52,7 +53,7 @@ def test_grid_tiles_cover_the_grid_in_partial_tiles_at_the_border():
     assert last == [27, 34]  # the bottom-right tile: rows 3–4 of column 6
     graph_edges = grid_to_graph(torch.zeros(1, 1, 5, 7), torch.zeros(1, 4, 5, 7), (1, 2), True)[1]
     # an edge is inside a tile exactly when both end-points share their tile
-    tile_of = (torch.arange(5).view(-1, 1) // 3 * 3 + torch.arange(7).view(1, -1) // 3).flatten()
+    tile_of = tile_ids(5, 7, 3)
     inside = (tile_of[graph_edges[:, 0]] == tile_of[graph_edges[:, 1]]).nonzero().flatten()
     assert sorted(blocks.block_edges.tolist()) == inside.tolist()
 
@@ -91,11 +92,8 @@ def test_block_greedy_kernel_equals_the_sequential_reference_inside_tiles(
     assert torch.equal(kernel, reference)
     # roots are the lowest node of their cluster, and clusters stay inside one tile
     assert bool((kernel <= torch.arange(kernel.shape[0])).all())
-    tile_of = (
-        torch.arange(height).view(-1, 1) // tile * width + torch.arange(width).view(1, -1) // tile
-    ).flatten()
     image_tile = torch.arange(batch).repeat_interleave(height * width) * (height * width)
-    image_tile += tile_of.repeat(batch)
+    image_tile += tile_ids(height, width, tile).repeat(batch)
     assert torch.equal(image_tile[kernel], image_tile)
 
 
@@ -134,8 +132,7 @@ def test_tiles_of_a_grid_equal_the_same_blocks_given_per_node(use_kernels):
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
     )
     tile = 8
-    tile_of = torch.arange(20).view(-1, 1) // tile * 4 + torch.arange(28).view(1, -1) // tile
-    per_node = tile_of.flatten().repeat(2) + 12 * image_index  # 3 × 4 tiles per image
+    per_node = tile_ids(20, 28, tile).repeat(2) + 12 * image_index  # 3 × 4 tiles per image
     args = (nodes, edges, weights, image_index, 2)
     tiles = contract_parallel(
         *args, coalesced=True, blocks=grid_tiles(20, 28, p.distances, tile, HOST),

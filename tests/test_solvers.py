@@ -14,7 +14,7 @@ import gpucops
 from gpucops.parallel import contract_parallel
 from gpucops.sequential import contract_sequential
 from gpucops.synthetic import make_problem
-from tests.reference import brute_force_optimum, multicut_objective, naive_objective
+from tests.reference import brute_force_optimum, multicut_objective, naive_objective, tile_ids
 from tests.strategies import small_graphs
 
 # (method, options): the reference, and the parallel solver plain (free leaves), with the greedy
@@ -178,8 +178,7 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
     position[order] = torch.arange(n)
     # the grid's tiles (one per image at the default 16) as blocks of the graph's nodes
     tile = options.get("tile", 16)
-    tiles = torch.arange(10).view(-1, 1) // tile * 4 + torch.arange(12).view(1, -1) // tile
-    blocks = (tiles.flatten().repeat(2) + 16 * image_index)[order]  # ≤ 4 × 4 tiles each
+    blocks = (tile_ids(10, 12, tile).repeat(2) + 16 * image_index)[order]  # ≤ 4 × 4 tiles each
     lab = gpucops.solve_graph(
         nodes[order],
         position[edges],
