@@ -20,8 +20,8 @@ import torch
 
 import gpucops
 from gpucops.cli import format_table
-from gpucops.objective import trivial_objective
-from gpucops.solve import TILE, TOP_FRACTION
+from gpucops.objectives import trivial_objective
+from gpucops.solver import DEFAULTS
 from gpucops.synthetic import make_problem
 from gpucops.timing import median_time
 
@@ -49,17 +49,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 )
                 solve_args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
                 parallel, parallel_s = median_time(
-                    lambda a=solve_args: gpucops.solve(
-                        *a,
-                        epsilon=args.epsilon,
-                        threshold=args.threshold,
-                        refine=args.refine,
-                        refine_classes=args.refine_classes,
-                        top_fraction=args.top_fraction,
-                        tile=args.tile,
-                    ),
-                    device,
-                    args.repeats,
+                    lambda a=solve_args: _solve(a, args), device, args.repeats
                 )
                 record = {
                     "size": size,
@@ -88,6 +78,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     return records
 
 
+def _solve(problem: tuple, args: argparse.Namespace) -> gpucops.PanopticLabeling:
+    """The parallel solve with the options of the command line, refined after if asked."""
+    labeling = gpucops.solve(*problem, tile=args.tile, top_fraction=args.top_fraction)
+    return gpucops.refine(labeling, *problem, rounds=args.refine) if args.refine else labeling
+
+
 def _row(r: dict) -> str:
     seq = r.get("sequential_s")
     return (
@@ -110,20 +106,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epsilon", type=float, default=None, help="goodness gate (default none)")
-    parser.add_argument("--threshold", type=float, default=None, help="α (default none)")
     parser.add_argument(
         "--top-fraction",
         type=lambda v: None if v == "none" else float(v),
-        default=TOP_FRACTION,
-        help=f"top fraction, or none (default {TOP_FRACTION})",
+        default=DEFAULTS.top_fraction,
+        help=f"top fraction, or none (default {DEFAULTS.top_fraction})",
     )
     parser.add_argument(
-        "--tile", type=int, default=TILE, help=f"tile of the greedy pre-pass, 0 = none ({TILE})"
+        "--tile",
+        type=int,
+        default=DEFAULTS.tile,
+        help=f"tile of the greedy pre-pass, 0 = none ({DEFAULTS.tile})",
     )
-    parser.add_argument("--refine", type=int, default=0, help="refinement rounds (default 0)")
     parser.add_argument(
-        "--refine-classes", action="store_true", help="refinement moves may change classes"
+        "--refine", type=int, default=0, help="rounds of gpucops.refine after the solve (0)"
     )
     parser.add_argument(
         "--sequential-limit",

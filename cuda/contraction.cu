@@ -1,9 +1,10 @@
-// Kernels of the batched parallel contraction (gpucops/parallel.py holds the orchestration and
-// the torch reference of every step; the tests compare them bit for bit).
+// Kernels of the batched parallel contraction: the steps of gpucops/solver/backend.py
+// (KernelSteps). gpucops/solver/steps.py holds the torch reference of every step, and the tests
+// compare them bit for bit; gpucops/solver/rounds.py is the loop that calls them.
 #include "shim.cuh"
 
 // Hash coin of (cluster index within its image, round): 1 = centre, 0 = leaf. Integer mixing
-// below 2^62, identical to gpucops.parallel.coin_is_centre.
+// below 2^62, identical to gpucops.solver.steps.coin_is_centre.
 __device__ __forceinline__ int gpucops_coin(long long local_index, long long round_index) {
     const long long modulus = 1LL << 31;
     long long x = (local_index * 1103515245LL + (round_index * 2654435LL + 12345LL)) % modulus;
@@ -83,27 +84,20 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
     }
 }
 
-// Picks from given scores (after the threshold zeroed some): as the second half of score_pick.
+// Picks from given scores (after the top-fraction band zeroed some): as the second half of score_pick.
 // best must be zeroed before the launch.
 extern "C" __global__ void pick(long long num_edges, const long long* edges, const double* scores,
                                 unsigned long long* best) {
     GPUCOPS_FOR_EACH(e, num_edges) { gpucops_bid(e, edges[2 * e], edges[2 * e + 1], scores[e], best); }
 }
 
-// Goodness gate (gate ≥ 0): a leaf joins only if its t ≥ gate × its centre's best t.
-__device__ __forceinline__ bool gpucops_gate(double gate, const double* scores,
-                                             const long long* picks, long long e, long long centre) {
-    return gate < 0 || scores[e] >= gate * scores[picks[centre]];
-}
-
 // Stars, first pass. For each cluster c with a pick (picks[c] ≥ 0): target[c] = the other end of
 // its picked edge, which is marked picked. A leaf joins the centre it picked (root[c] =
-// target[c]) if the gate lets it, and both are marked involved. root must hold the identity and
-// involved and picked zeros before the launch.
+// target[c]), and both are marked involved. root must hold the identity and involved and picked
+// zeros before the launch.
 extern "C" __global__ void star_propose(long long num_clusters, const long long* picks,
-                                        const long long* edges, const double* scores,
-                                        const long long* local_index, long long round_index,
-                                        double gate, long long* target, long long* root,
+                                        const long long* edges, const long long* local_index,
+                                        long long round_index, long long* target, long long* root,
                                         int* involved, int* picked) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const long long e = picks[c];
@@ -115,8 +109,7 @@ extern "C" __global__ void star_propose(long long num_clusters, const long long*
         target[c] = other;
         gpucops_set_flag(picked + other);
         const bool joins = !gpucops_coin(local_index[c], round_index) &&
-                           gpucops_coin(local_index[other], round_index) &&
-                           gpucops_gate(gate, scores, picks, e, other);
+                           gpucops_coin(local_index[other], round_index);
         if (joins) {
             root[c] = other;
             gpucops_set_flag(involved + c);
@@ -138,18 +131,15 @@ extern "C" __global__ void star_pair(long long num_clusters, const long long* pi
 }
 
 // Stars, third pass (free leaves): a cluster with a pick that no cluster picked and that is in no
-// star yet joins the cluster it picked if that one is a root (a centre, a pair's root or alone),
-// gate permitting. Nobody picked c, so nobody joins c; c picked its target, so the target's root
+// star yet joins the cluster it picked if that one is a root (a centre, a pair's root or alone).
+// Nobody picked c, so nobody joins c; c picked its target, so the target's root
 // is not written here: the pass reads nothing it writes. Every member's pick still leads to its
 // root, which the star check's shrink to the best leaf relies on.
-extern "C" __global__ void star_free(long long num_clusters, const long long* picks,
-                                     const long long* target, const int* picked,
-                                     const double* scores, double gate, long long* root) {
+extern "C" __global__ void star_free(long long num_clusters, const long long* target,
+                                     const int* picked, long long* root) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const long long other = target[c];
-        if (other >= 0 && !picked[c] && root[c] == c && root[other] == other &&
-            gpucops_gate(gate, scores, picks, picks[c], other))
-            root[c] = other;
+        if (other >= 0 && !picked[c] && root[c] == c && root[other] == other) root[c] = other;
     }
 }
 
@@ -356,17 +346,18 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
     }
 }
 
-// ---- The block pre-pass: the exact sequential greedy inside blocks of nodes. ----
-// One block of nodes per thread (a tile of a pixel grid): over the edges joining two nodes of the
-// block, contract the edge of largest t (then lowest id) while t > 0, summing class costs and
-// parallel edges and re-scoring the merged cluster's edges (all but those whose t provably stays
-// w) — the sequential reference's order and arithmetic (gpucops/csrc/sequential_amwc.cpp), so a
-// block ends as the reference would leave it given only those edges. Local edge j of a block is
-// the block's j-th edge in edge-list order; an edge summing several keeps the lowest index, the
-// reference's tie rule. The edge of largest t is found in a tournament tree over the block's edge
-// slots (tree[m + j] = j or −1, tree[i] = the better of tree[2i] and tree[2i + 1], the best at
-// tree[1]); each cluster lists its edges by slot 2j + side (side 0: end-point u[j], 1: v[j])
-// through next[], and dead edges (u[j] = −1) are unlinked when a list is next walked.
+// ---- The tile pre-pass: the exact sequential greedy inside tiles of nodes. ----
+// One tile of nodes per thread (a square tile of a pixel grid, or a part of any partition of a
+// graph's nodes): over the edges joining two nodes of the tile, contract the edge of largest t
+// (then lowest id) while t > 0, summing class costs and parallel edges and re-scoring the merged
+// cluster's edges (all but those whose t provably stays w) — the sequential reference's order and
+// arithmetic (gpucops/solver/csrc/sequential_amwc.cpp), so a tile ends as the reference would
+// leave it given only those edges. Local edge j of a tile is the tile's j-th edge in edge-list
+// order; an edge summing several keeps the lowest index, the reference's tie rule. The edge of
+// largest t is found in a tournament tree over the tile's edge slots (tree[m + j] = j or −1,
+// tree[i] = the better of tree[2i] and tree[2i + 1], the best at tree[1]); each cluster lists its
+// edges by slot 2j + side (side 0: end-point u[j], 1: v[j]) through next[], and dead edges
+// (u[j] = −1) are unlinked when a list is next walked.
 
 // The better of edges a and b (−1: none): larger t, then lower index.
 __device__ __forceinline__ int gpucops_better(int a, int b, const double* t) {
@@ -389,32 +380,32 @@ __device__ __forceinline__ int gpucops_slot_other(int s, const int* u, const int
     return (s & 1) ? u[s >> 1] : v[s >> 1];
 }
 
-// Blocks of image i = block / blocks_per_image: its nodes are i·nodes_per_image + block_nodes[
-// node_start[b] .. node_start[b + 1]) with b = block % blocks_per_image, its edges i·edges_per_image
-// + block_edges[edge_start[b] ..), whose end-points are edge_ends[2j], edge_ends[2j + 1]: positions
-// in the block's node list. Scratch, per block at its offset (no = i·node_start[blocks_per_image]
+// Tiles of image i = tile / tiles_per_image: its nodes are i·nodes_per_image + tile_nodes[
+// node_start[b] .. node_start[b + 1]) with b = tile % tiles_per_image, its edges i·edges_per_image
+// + tile_edges[edge_start[b] ..), whose end-points are edge_ends[2j], edge_ends[2j + 1]: positions
+// in the tile's node list. Scratch, per tile at its offset (no = i·node_start[tiles_per_image]
 // + node_start[b], eo likewise): cluster_costs [no·K, n·K), cluster_min [no, n), node_work 5n ints
 // from 5·no, edge_work 2m doubles from 2·eo, edge_ints 6m ints from 6·eo. Writes root[v] = the
-// lowest node id of v's cluster for every node v of a block.
-extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_per_image,
-                                        long long nodes_per_image, long long edges_per_image,
-                                        long long num_classes, const long long* node_start,
-                                        const long long* block_nodes, const long long* edge_start,
-                                        const long long* block_edges, const int* edge_ends,
-                                        const double* costs, const double* weights,
-                                        double* cluster_costs, double* cluster_min,
-                                        int* node_work, double* edge_work, int* edge_ints,
-                                        long long* root) {
-    GPUCOPS_FOR_EACH_HEAVY(block, num_blocks) {
-        const long long image = block / blocks_per_image, b = block % blocks_per_image;
+// lowest node id of v's cluster for every node v of a tile.
+extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_image,
+                                       long long nodes_per_image, long long edges_per_image,
+                                       long long num_classes, const long long* node_start,
+                                       const long long* tile_nodes, const long long* edge_start,
+                                       const long long* tile_edges, const int* edge_ends,
+                                       const double* costs, const double* weights,
+                                       double* cluster_costs, double* cluster_min,
+                                       int* node_work, double* edge_work, int* edge_ints,
+                                       long long* root) {
+    GPUCOPS_FOR_EACH_HEAVY(tile, num_tiles) {
+        const long long image = tile / tiles_per_image, b = tile % tiles_per_image;
         const long long K = num_classes;
         const long long first_node = node_start[b], first_edge = edge_start[b];
         const int n = (int)(node_start[b + 1] - first_node);
         const int m = (int)(edge_start[b + 1] - first_edge);
-        const long long no = image * node_start[blocks_per_image] + first_node;
-        const long long eo = image * edge_start[blocks_per_image] + first_edge;
+        const long long no = image * node_start[tiles_per_image] + first_node;
+        const long long eo = image * edge_start[tiles_per_image] + first_edge;
         const long long node_base = image * nodes_per_image;
-        const long long* nodes = block_nodes + first_node;
+        const long long* nodes = tile_nodes + first_node;
         double* cost = cluster_costs + no * K;
         double* minimum = cluster_min + no;
         int* parent = node_work + 5 * no;
@@ -444,7 +435,7 @@ extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_p
             const int a = edge_ends[2 * (first_edge + j)], c = edge_ends[2 * (first_edge + j) + 1];
             u[j] = a;
             v[j] = c;
-            w[j] = weights[image * edges_per_image + block_edges[first_edge + j]];
+            w[j] = weights[image * edges_per_image + tile_edges[first_edge + j]];
             next[2 * j] = head[a];
             head[a] = 2 * j;
             next[2 * j + 1] = head[c];
@@ -537,7 +528,7 @@ extern "C" __global__ void block_greedy(long long num_blocks, long long blocks_p
             degree[keep] = count;
         }
 
-        // root = the lowest node id of the cluster: its first node in the block's increasing
+        // root = the lowest node id of the cluster: its first node in the tile's increasing
         // list (mark[r]: that position for cluster r)
         for (int i = 0; i < n; ++i) {
             int r = i;

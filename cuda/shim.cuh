@@ -14,7 +14,7 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
-// Heavy items (a whole block greedy each): the same grid-stride loop.
+// Heavy items (a whole tile greedy each): the same grid-stride loop.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 
 __device__ __forceinline__ unsigned int gpucops_float_bits(float x) { return __float_as_uint(x); }
@@ -46,7 +46,7 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #define GPUCOPS_FOR_EACH(i, n)                                           \
     GPUCOPS_PRAGMA(omp parallel for schedule(static) if ((n) > 16384)) \
     for (long long i = 0; i < (n); ++i)
-// Heavy items of uneven work (a whole block greedy each): parallel from two items on, handed out
+// Heavy items of uneven work (a whole tile greedy each): parallel from two items on, handed out
 // one by one as threads come free.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n)                                  \
     GPUCOPS_PRAGMA(omp parallel for schedule(dynamic, 1) if ((n) > 1)) \

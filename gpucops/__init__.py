@@ -9,8 +9,8 @@ The asymmetric multiway cut (AMWC) on pixel grids and general graphs::
 
 from .grid import cut_maps, edge_values_to_maps, grid_edges, grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling
-from .objective import objective, objective_graph
-from .solve import solve, solve_graph
+from .objectives import objective, objective_graph
+from .solver import refine, solve, solve_graph
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "grid_to_graph",
     "objective",
     "objective_graph",
+    "refine",
     "solve",
     "solve_graph",
 ]

@@ -16,7 +16,6 @@ __all__ = [
     "GraphProblem",
     "GridProblem",
     "as_partitionable",
-    "check_blocks",
     "check_class_labels",
     "check_costs",
     "check_distances",
@@ -26,6 +25,7 @@ __all__ = [
     "check_image_index",
     "check_label_mask",
     "check_labels",
+    "check_tiles",
 ]
 
 _FLOAT_TYPES = (torch.float32, torch.float64)
@@ -213,14 +213,14 @@ def check_class_labels(
     return labels
 
 
-def check_blocks(blocks: object, num_nodes: int, device: torch.device) -> torch.Tensor | None:
-    """``blocks[N]`` (int64): the block of every node, in ``[0, N)``; or None."""
-    if blocks is None:
+def check_tiles(tiles: object, num_nodes: int, device: torch.device) -> torch.Tensor | None:
+    """``tiles[N]`` (int64): the tile of every node, in ``[0, N)``; or None."""
+    if tiles is None:
         return None
-    blocks = check_labels(blocks, "blocks", (num_nodes,), device)
-    if blocks.numel() and bool(((blocks < 0) | (blocks >= num_nodes)).any()):
-        raise ValueError(f"blocks must lie in [0, N) = [0, {num_nodes})")
-    return blocks
+    tiles = check_labels(tiles, "tiles", (num_nodes,), device)
+    if tiles.numel() and bool(((tiles < 0) | (tiles >= num_nodes)).any()):
+        raise ValueError(f"tiles must lie in [0, N) = [0, {num_nodes})")
+    return tiles
 
 
 class GraphProblem(NamedTuple):

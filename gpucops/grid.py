@@ -29,7 +29,9 @@ __all__ = [
     "edge_values_to_maps",
     "edge_weight_maps",
     "grid_edges",
+    "grid_graph",
     "grid_to_graph",
+    "sorted_grid_edges",
     "stride_samples",
 ]
 
@@ -86,11 +88,12 @@ def grid_edges(
 
 
 @functools.lru_cache(maxsize=8)
-def _sorted_grid_edges(
+def sorted_grid_edges(
     height: int, width: int, distances: tuple[int, ...], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The grid's edges sorted by (first, second) end-point and their map positions, kept on
-    ``device`` (a solve on a GPU then copies no edge list to it)."""
+    ``device`` (a solve on a GPU then copies no edge list to it). Cached: the tensors are shared,
+    callers must not write to them (the solver's tiles index this order)."""
     edges, map_index = _grid_edges_cpu(height, width, distances)
     order = torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
     return edges[order].to(device), map_index[order].to(device)
@@ -130,7 +133,7 @@ def grid_graph(
     batch, num_classes, height, width = node_costs.shape
     if sort_edges:
         distances = check_distances(distances, height, width)
-        edges, map_index = _sorted_grid_edges(height, width, distances, node_costs.device)
+        edges, map_index = sorted_grid_edges(height, width, distances, node_costs.device)
     else:
         edges, map_index = grid_edges(height, width, distances, node_costs.device)
     if batch == 1 and share_edges:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .grid import edge_offsets
 from .labeling import PanopticLabeling
-from .solve import TILE, solve
+from .solver import DEFAULTS, solve
 from .timing import synchronize
 
 __all__ = [
@@ -263,7 +263,7 @@ class Predictor:
         affinity = affinity[..., : grid[0], : grid[1]].float()
         node_costs, edge_costs = self.module.layer.costs(semantic, affinity)
         seconds = {"model": timer.lap()}
-        distances, tile = self.distances, TILE
+        distances, tile = self.distances, DEFAULTS.tile
         if full_resolution:
             node_costs, edge_costs, distances = full_resolution_costs(
                 node_costs, edge_costs, distances, (height, width), self.STRIDE

@@ -33,7 +33,7 @@ from .grid import both_ends_maps, cut_maps
 from .kernels import edge_costs_from_logits, node_costs_from_logits, perturb_costs
 from .labeling import PanopticLabeling
 from .matching import AlignedSegments, align_segments
-from .solve import solve
+from .solver import solve
 
 __all__ = [
     "AMWCLayer",

@@ -84,11 +84,11 @@ def random_graph(seed: int, nodes: int, classes: int, images: int) -> dict[str, 
 def _graph_cases() -> Iterator[tuple[str, Callable[[], tuple]]]:
     for seed, (nodes, classes, images) in enumerate([(60, 3, 1), (200, 5, 3), (500, 19, 4)]):
         graph = random_graph(seed, nodes, classes, images)
-        blocks = torch.arange(nodes) // 7
+        tiles = torch.arange(nodes) // 7
         mask = _label_mask(images, classes, seed)
         for name, options in (
             ("default", {}),
-            ("blocks", {"blocks": blocks}),
+            ("tiles", {"tiles": tiles}),
             ("mask", {"label_mask": mask}),
             ("sequential", {"method": "sequential"}),
         ):

@@ -15,24 +15,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpucops
-from gpucops.blocks import grid_tiles
-from gpucops.contraction_kernels import ContractionKernels, cuda_sources
-from gpucops.parallel import (
-    _coalesce,
-    checked_roots,
-    cluster_classes,
-    coin_is_centre,
-    contract_parallel,
-    pick_edges,
-    score_edges,
-    star_roots,
-    threshold_scores,
-)
-from gpucops.segment import segment_sum
+from gpucops.solver.backend import KernelSteps, cuda_sources, steps_for
+from gpucops.solver.steps import TorchSteps
+from gpucops.solver.tiles import grid_tiles
 from gpucops.synthetic import make_problem
+from tests.contraction import assert_same_contraction, contract
 from tests.strategies import random_round
 
 HOST = torch.device("cpu")
+TORCH = TorchSteps()
+
+
+def banded(scores: torch.Tensor) -> torch.Tensor:
+    """Scores with the lower half zeroed, as a round's band leaves them."""
+    return torch.where(scores >= scores.median(), scores, 0.0) if scores.numel() else scores
 
 
 @given(
@@ -41,31 +37,27 @@ HOST = torch.device("cpu")
     k=st.integers(1, 6),
     masked=st.booleans(),
     round_index=st.integers(0, 50),
-    epsilon=st.sampled_from([None, 0.0, 0.5]),
-    free_leaves=st.booleans(),
 )
-def test_host_kernels_equal_the_torch_steps(
-    seed, clusters, k, masked, round_index, epsilon, free_leaves
-):
+def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_index):
     costs, edges, weights = random_round(seed, clusters, k, masked)
-    minimum, argmin = cluster_classes(costs)
-    kernels = ContractionKernels(HOST)
-    for got, expected in zip(kernels.row_min(costs), (minimum, argmin), strict=True):
+    kernels = KernelSteps(HOST)
+    minimum, argmin = TORCH.cluster_classes(costs)
+    for got, expected in zip(kernels.cluster_classes(costs), (minimum, argmin), strict=True):
         assert torch.equal(got, expected)
     labels = argmin  # any int64 labels of the clusters
-    assert torch.equal(kernels.edge_cut(edges, labels), labels[edges[:, 0]] != labels[edges[:, 1]])
+    assert torch.equal(kernels.edge_cut(edges, labels), TORCH.edge_cut(edges, labels))
     scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
-    expected_scores = score_edges(costs, minimum, argmin, edges, weights)
-    assert torch.equal(scores, expected_scores)
-    assert torch.equal(picks, pick_edges(expected_scores, edges, clusters))
-    banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)  # two "images"
-    assert torch.equal(kernels.pick(banded, edges, clusters), pick_edges(banded, edges, clusters))
+    expected_scores, expected_picks = TORCH.score_pick(costs, minimum, argmin, edges, weights)
+    assert torch.equal(scores, expected_scores) and torch.equal(picks, expected_picks)
+    band = banded(scores)
+    assert torch.equal(kernels.pick(band, edges, clusters), TORCH.pick(band, edges, clusters))
     local = torch.arange(clusters)
-    root = kernels.star_roots(picks, edges, scores, local, round_index, epsilon, free_leaves)
-    centre = coin_is_centre(local, round_index)
-    assert torch.equal(root, star_roots(picks, edges, scores, centre, epsilon, free_leaves))
+    root = kernels.star_roots(picks, edges, local, round_index)
+    assert torch.equal(root, TORCH.star_roots(picks, edges, local, round_index))
+    stars = (root, costs, minimum, edges, weights)
+    assert torch.equal(kernels.star_costs(*stars), TORCH.star_costs(*stars))
     check = (root, picks, scores, costs, minimum, edges, weights)
-    assert torch.equal(checked_roots(*check, kernels), checked_roots(*check))
+    assert torch.equal(kernels.checked_roots(*check), TORCH.checked_roots(*check))
 
 
 def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
@@ -89,22 +81,22 @@ def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
 def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges):
     # few clusters and many edges: buckets of over 32 items take the shell-sort path
     edges, weights, mapping, rows = random_contraction(seed, nodes, clusters, num_edges)
-    kernels = ContractionKernels(HOST)
+    kernels = KernelSteps(HOST)
     merged, merged_weights = kernels.coalesce(edges, weights, mapping, clusters)
-    expected, expected_weights = _coalesce(mapping[edges], weights, clusters)
+    expected, expected_weights = TORCH.coalesce(edges, weights, mapping, clusters)
     assert torch.equal(merged, expected)
     assert torch.equal(merged_weights, expected_weights)  # same order of addition: bit for bit
     assert torch.equal(
-        kernels.segment_sum(rows, mapping, clusters), segment_sum(rows, mapping, clusters)
+        kernels.segment_sum(rows, mapping, clusters), TORCH.segment_sum(rows, mapping, clusters)
     )
 
 
-def test_row_min_takes_the_lowest_class_on_ties():
+def test_cluster_classes_take_the_lowest_class_on_ties():
     inf = float("inf")
     costs = torch.tensor(
         [[2.0, 1.0, 1.0], [inf, 3.0, 3.0], [inf, inf, inf], [0.5, inf, 0.5]], dtype=torch.float64
     )
-    for minimum, argmin in (ContractionKernels(HOST).row_min(costs), cluster_classes(costs)):
+    for minimum, argmin in (KernelSteps(HOST).cluster_classes(costs), TORCH.cluster_classes(costs)):
         assert minimum.tolist() == [1.0, 3.0, inf, 0.5]
         assert argmin.tolist() == [1, 1, 0, 0]
 
@@ -113,23 +105,21 @@ def test_packed_bucket_keys_refuse_counts_they_cannot_hold():
     # a slot packs (secondary << 32) | item: 2^31 buckets would overflow it — a clear error, not
     # a wrong sort (checked before anything is allocated)
     with pytest.raises(ValueError, match="2\\^31 buckets"):
-        ContractionKernels(HOST).segment_sum(
+        KernelSteps(HOST).segment_sum(
             torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.int64), 2**31
         )
 
 
-@pytest.mark.parametrize(("num_classes", "epsilon"), [(19, None), (133, 0.5), (5, None)])
-def test_solver_with_kernels_equals_the_torch_steps(num_classes, epsilon):
+@pytest.mark.parametrize(("num_classes", "top_fraction"), [(19, 0.3), (133, None), (5, 0.3)])
+def test_solver_with_kernels_equals_the_torch_steps(num_classes, top_fraction):
     p = make_problem(2, 32, 48, num_classes, distances=(1, 4, 16), seed=num_classes)
-    from gpucops import grid_to_graph
-
-    nodes, edges, weights, image_index = grid_to_graph(p.node_costs, p.edge_costs, p.distances)
-    args = (nodes, edges, weights, image_index, 2, None, epsilon)
-    with_kernels = contract_parallel(*args, use_kernels=True)
-    with_torch = contract_parallel(*args, use_kernels=False)
-    assert torch.equal(with_kernels.classes, with_torch.classes)
-    assert torch.equal(with_kernels.clusters, with_torch.clusters)
-    assert with_kernels.merges_per_round == with_torch.merges_per_round
+    nodes, edges, weights, image_index = gpucops.grid_to_graph(
+        p.node_costs, p.edge_costs, p.distances
+    )
+    args = (nodes, edges, weights, image_index, 2)
+    with_kernels = contract(*args, top_fraction=top_fraction, use_kernels=True)
+    with_torch = contract(*args, top_fraction=top_fraction, use_kernels=False)
+    assert_same_contraction(with_kernels, with_torch)
 
 
 def test_every_cuda_source_compiles_for_the_gpu(tmp_path):
@@ -163,31 +153,32 @@ def test_every_cuda_source_compiles_for_the_gpu(tmp_path):
 FUZZ = textwrap.dedent(
     """
     import torch
-    from gpucops.contraction_kernels import ContractionKernels
-    from gpucops.blocks import grid_tiles, node_blocks
     from gpucops.grid import grid_to_graph
-    from gpucops.parallel import cluster_classes, contract_parallel
+    from gpucops.solver.backend import KernelSteps
+    from gpucops.solver.tiles import grid_tiles, tiles_of
     from gpucops.synthetic import make_problem
+    from tests.contraction import assert_same_contraction, contract
     from tests.strategies import random_round
-    kernels = ContractionKernels(torch.device("cpu"))
+    kernels = KernelSteps(torch.device("cpu"))
     for seed in range(60):
         clusters, k = 2 + seed % 37, 1 + seed % 5
         costs, edges, weights = random_round(seed, clusters, k, seed % 2 == 0)
-        minimum, argmin = cluster_classes(costs)
+        minimum, argmin = kernels.cluster_classes(costs)
         scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
-        kernels.star_roots(picks, edges, scores, torch.arange(clusters), seed, 0.5, seed % 2 == 0)
+        root = kernels.star_roots(picks, edges, torch.arange(clusters), seed)
+        kernels.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         image = torch.arange(clusters) % 3
         same = image[edges[:, 0]] == image[edges[:, 1]]
-        contract_parallel(costs.clamp(max=9), edges[same], weights[same], image, 3)
+        contract(costs.clamp(max=9), edges[same], weights[same], image, 3)
         kernels.coalesce(edges, weights, torch.arange(clusters) % 2, 2)  # big buckets
         kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2)
-        blocks = node_blocks(torch.arange(clusters) // (1 + seed % 7), edges)
-        kernels.block_greedy(costs, weights, blocks, 1)
+        tiles = tiles_of(torch.arange(clusters) // (1 + seed % 7), edges)
+        kernels.tile_roots(costs, edges, weights, tiles, 1)
     for seed in range(12):  # the tiles of grid batches, partial at the border
         p = make_problem(1 + seed % 3, 5 + seed, 7 + 2 * seed, 1 + seed % 6, (1, 2, 4), seed)
         nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
         tiles = grid_tiles(5 + seed, 7 + 2 * seed, p.distances, 1 + seed % 9, torch.device("cpu"))
-        kernels.block_greedy(nodes.double(), weights.double(), tiles, 1 + seed % 3)
+        kernels.tile_roots(nodes.double(), edges, weights.double(), tiles, 1 + seed % 3)
     print("fuzz done")
     """
 )
@@ -219,32 +210,32 @@ def test_address_sanitizer_build_runs_a_fuzz_set_clean(tmp_path):
 @pytest.mark.parametrize("seed", range(5))
 def test_cuda_kernels_equal_the_host_build(seed):
     costs, edges, weights = random_round(seed, 200, 19, seed % 2 == 0)
-    minimum, argmin = cluster_classes(costs)
-    host, gpu = ContractionKernels(HOST), ContractionKernels(torch.device("cuda"))
+    host, gpu = KernelSteps(HOST), KernelSteps(torch.device("cuda"))
+    minimum, argmin = host.cluster_classes(costs)
     scores, picks = host.score_pick(costs, minimum, argmin, edges, weights)
     cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
-    for got, expected in zip(gpu.row_min(cuda_args[0]), (minimum, argmin), strict=True):
+    for got, expected in zip(gpu.cluster_classes(cuda_args[0]), (minimum, argmin), strict=True):
         assert torch.equal(got.cpu(), expected)
     assert torch.equal(gpu.edge_cut(cuda_args[3], cuda_args[2]).cpu(), host.edge_cut(edges, argmin))
     gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
-    banded = threshold_scores(scores, edges[:, 0] % 2, 2, 0.4)
-    gpu_banded = gpu.pick(banded.cuda(), cuda_args[3], 200)
-    assert torch.equal(gpu_banded.cpu(), host.pick(banded, edges, 200))
+    band = banded(scores)
+    gpu_band = gpu.pick(band.cuda(), cuda_args[3], 200)
+    assert torch.equal(gpu_band.cpu(), host.pick(band, edges, 200))
     local = torch.arange(200)
-    for free_leaves in (False, True):
-        root = host.star_roots(picks, edges, scores, local, seed, 0.5, free_leaves)
-        gpu_root = gpu.star_roots(
-            gpu_picks, cuda_args[3], gpu_scores, local.cuda(), seed, 0.5, free_leaves
-        )
-        assert torch.equal(gpu_root.cpu(), root)
+    root = host.star_roots(picks, edges, local, seed)
+    gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], local.cuda(), seed)
+    assert torch.equal(gpu_root.cpu(), root)
+    stars = (root, costs, minimum, edges, weights)
+    gpu_costs = gpu.star_costs(gpu_root, *cuda_args[:2], *cuda_args[3:])
+    assert torch.equal(gpu_costs.cpu(), host.star_costs(*stars))
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("seed", range(5))
 def test_cuda_contraction_equals_the_host_build(seed):
     edges, weights, mapping, rows = random_contraction(seed, 3000, 40 + 400 * seed, 20000)
-    host, gpu = ContractionKernels(HOST), ContractionKernels(torch.device("cuda"))
+    host, gpu = KernelSteps(HOST), KernelSteps(torch.device("cuda"))
     clusters = int(mapping.max()) + 1
     merged, merged_weights = host.coalesce(edges, weights, mapping, clusters)
     gpu_merged, gpu_weights = gpu.coalesce(edges.cuda(), weights.cuda(), mapping.cuda(), clusters)
@@ -255,16 +246,17 @@ def test_cuda_contraction_equals_the_host_build(seed):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("tile", [1, 5, 16])
-def test_cuda_block_greedy_equals_the_host_build(tile):
+def test_cuda_tile_greedy_equals_the_host_build(tile):
     p = make_problem(3, 40, 72, 19, distances=(1, 4, 16), seed=tile)
-    nodes, _, weights, _ = gpucops.grid_to_graph(
+    nodes, edges, weights, _ = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
     )
     costs, weights = nodes.double().contiguous(), weights.double()
     tiles = grid_tiles(40, 72, p.distances, tile, HOST)
-    root = ContractionKernels(HOST).block_greedy(costs, weights, tiles, 3)
-    gpu = ContractionKernels(torch.device("cuda"))
-    gpu_root = gpu.block_greedy(costs.cuda(), weights.cuda(), tiles.to(torch.device("cuda")), 3)
+    root = KernelSteps(HOST).tile_roots(costs, edges, weights, tiles, 3)
+    gpu = KernelSteps(torch.device("cuda"))
+    cuda = torch.device("cuda")
+    gpu_root = gpu.tile_roots(costs.cuda(), edges.cuda(), weights.cuda(), tiles.to(cuda), 3)
     assert torch.equal(gpu_root.cpu(), root)
 
 
@@ -273,7 +265,7 @@ def test_every_kernel_has_a_launch_signature():
     missing one would be called with untyped arguments)."""
     import re
 
-    from gpucops.contraction_kernels import _SIGNATURES
+    from gpucops.solver.backend import _SIGNATURES
 
     source = (cuda_sources() / "contraction.cu").read_text()
     kernels = re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source)
@@ -285,14 +277,11 @@ def test_every_kernel_has_a_launch_signature():
 def test_kernels_are_kept_per_thread_and_release_their_scratch():
     import threading
 
-    import gpucops
-    from gpucops.contraction_kernels import kernels_for
-
     p = make_problem(1, 24, 32, 19, distances=(1, 4), seed=3)
     args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
     first = gpucops.solve(*args)
-    kernels = kernels_for(HOST)
-    assert kernels is kernels_for(HOST) and kernels._scratch  # kept, with its buffers
+    kernels = steps_for(HOST)
+    assert kernels is steps_for(HOST) and kernels._scratch  # kept, with its buffers
     again = gpucops.solve(*args)  # on the kept buffers
     kernels.release_scratch()
     assert not kernels._scratch
@@ -301,7 +290,7 @@ def test_kernels_are_kept_per_thread_and_release_their_scratch():
         assert torch.equal(result.segments, first.segments)
         assert torch.equal(result.objective, first.objective)
     other = []
-    thread = threading.Thread(target=lambda: other.append(kernels_for(HOST)))
+    thread = threading.Thread(target=lambda: other.append(steps_for(HOST)))
     thread.start()
     thread.join()
     assert other[0] is not kernels  # threads never share scratch

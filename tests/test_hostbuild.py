@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from gpucops import _hostbuild
+from gpucops.solver import hostbuild
 
 
 def test_build_is_cached_by_source_content(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUCOPS_CACHE_DIR", str(tmp_path / "cache"))
     source = tmp_path / "answer.cpp"
     source.write_text('extern "C" int answer() { return 42; }\n')
-    first = _hostbuild.build_library(source)
+    first = hostbuild.build_library(source)
     assert first.parent == tmp_path / "cache" and first.exists()
-    assert _hostbuild.build_library(source) == first
+    assert hostbuild.build_library(source) == first
     source.write_text('extern "C" int answer() { return 43; }\n')
-    second = _hostbuild.build_library(source)
+    second = hostbuild.build_library(source)
     assert second != first and second.exists()
     assert not list((tmp_path / "cache").glob(".*"))  # no temporary files left behind
 
@@ -23,7 +23,7 @@ def test_build_is_cached_by_source_content(tmp_path, monkeypatch):
 def test_missing_compiler_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
     with pytest.raises(RuntimeError, match="no-such-compiler-xyz"):
-        _hostbuild.build_library(tmp_path / "x.cpp")
+        hostbuild.build_library(tmp_path / "x.cpp")
 
 
 def test_compile_error_is_reported(tmp_path, monkeypatch):
@@ -31,5 +31,5 @@ def test_compile_error_is_reported(tmp_path, monkeypatch):
     source = tmp_path / "broken.cpp"
     source.write_text("this is not C++\n")
     with pytest.raises(RuntimeError, match=r"broken\.cpp"):
-        _hostbuild.build_library(source)
+        hostbuild.build_library(source)
     assert not list((tmp_path / "cache").iterdir())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gpucops
-from gpucops.sequential import contract_sequential
+from gpucops.solver.sequential import contract_sequential
 from gpucops.synthetic import make_problem
 from tests.reference import brute_force_optimum
 

@@ -11,41 +11,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpucops
-from gpucops.parallel import contract_parallel
-from gpucops.sequential import contract_sequential
+from gpucops.solver.sequential import contract_sequential
 from gpucops.synthetic import make_problem
+from tests.contraction import contract as contract_parallel
 from tests.reference import brute_force_optimum, multicut_objective, naive_objective, tile_ids
 from tests.strategies import small_graphs
 
-# (method, options): the reference, and the parallel solver plain (free leaves), with the greedy
-# pre-pass in blocks (grids: 3×3 tiles; graphs: blocks of 3 consecutive nodes), with the coin's
-# stars only, gated, thresholded and banded by top fraction
+# (method, options): the reference, and the parallel solver with its defaults (grids: 16×16
+# tiles; graphs: no tiles), with small tiles (grids: 3×3; graphs: 3 consecutive nodes) and plain
+# (no tiles, every positive score in every round)
 SOLVERS = [
     ("sequential", {}),
     ("parallel", {}),
     ("parallel", {"tile": 3}),
-    ("parallel", {"free_leaves": False}),
-    ("parallel", {"epsilon": 0.5}),
-    ("parallel", {"threshold": 0.2}),
-    ("parallel", {"top_fraction": 0.3}),
+    ("parallel", {"tile": 0, "top_fraction": None}),
 ]
-IDS = [
-    "sequential",
-    "parallel",
-    "parallel-tile3",
-    "parallel-coin",
-    "parallel-eps0.5",
-    "parallel-threshold0.2",
-    "parallel-top0.3",
-]
+IDS = ["sequential", "parallel", "parallel-tile3", "parallel-plain"]
 
 
 def graph_options(options: dict, num_nodes: int) -> dict:
-    """The options for a graph: a tile of t becomes blocks of t consecutive nodes."""
-    if "tile" not in options:
-        return options
+    """The options for a graph: a tile of t becomes tiles of t consecutive nodes."""
     others = {k: v for k, v in options.items() if k != "tile"}
-    return {**others, "blocks": torch.arange(num_nodes) // options["tile"]}
+    tile = options.get("tile", 0)
+    return {**others, "tiles": torch.arange(num_nodes) // tile} if tile else others
 
 
 def solve_graph(graph, method, options, **kwargs):
@@ -176,9 +164,9 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
     order = torch.argsort(torch.arange(n) % (n // 2) * 2 + image_index)
     position = torch.empty_like(order)
     position[order] = torch.arange(n)
-    # the grid's tiles (one per image at the default 16) as blocks of the graph's nodes
+    # the grid's tiles (one per image at the default 16) given per node of the graph
     tile = options.get("tile", 16)
-    blocks = (tile_ids(10, 12, tile).repeat(2) + 16 * image_index)[order]  # ≤ 4 × 4 tiles each
+    tiles = (tile_ids(10, 12, tile).repeat(2) + 16 * image_index)[order] if tile else None
     lab = gpucops.solve_graph(
         nodes[order],
         position[edges],
@@ -187,7 +175,7 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
         image_index=image_index[order],
         method=method,
         **{k: v for k, v in options.items() if k != "tile"},
-        blocks=blocks,
+        tiles=tiles,
     )
     grid = gpucops.solve(
         p.node_costs, p.edge_costs, p.partitionable, p.distances, method=method, **options

@@ -207,14 +207,16 @@ def test_cuda_backend_without_a_device_is_rejected():
         gpucops.solve(*grid_inputs(), backend="cuda")
 
 
-@pytest.mark.parametrize("name", ["epsilon", "threshold"])
-@pytest.mark.parametrize("value", [-0.1, 1.0, 2])
-def test_bad_epsilon_or_threshold(name, value):
-    with pytest.raises(ValueError, match=name):
-        gpucops.solve(*grid_inputs(), **{name: value})
-
-
-@pytest.mark.parametrize("value", [0, -0.1, 1.5])
+@pytest.mark.parametrize("value", [0, -0.1, 1.5, True, "0.3"])
 def test_bad_top_fraction(value):
     with pytest.raises(ValueError, match="top_fraction"):
         gpucops.solve(*grid_inputs(), top_fraction=value)
+    with pytest.raises(ValueError, match="top_fraction"):
+        gpucops.solve_graph(torch.zeros(2, 1), torch.tensor([[0, 1]]), torch.ones(1),
+                            torch.tensor([True]), top_fraction=value)  # fmt: skip
+
+
+def test_options_are_keyword_only():
+    # the problem is positional, every option a keyword: a misplaced option fails loudly
+    with pytest.raises(TypeError):
+        gpucops.solve(*grid_inputs(), "sequential")

@@ -28,8 +28,8 @@ from tqdm import tqdm
 from ..inference import full_resolution_costs, upsample_labels
 from ..layer import AMWCLayer
 from ..model import COPSNet, ModelConfig
-from ..objective import trivial_objective
-from ..solve import TILE, solve
+from ..objectives import trivial_objective
+from ..solver import DEFAULTS, solve
 from ..synthetic import class_roles, make_problem
 from ..timing import median_time
 from .predict import resolve_device
@@ -77,7 +77,7 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
             if full else (problem.node_costs, problem.edge_costs, distances)
         )  # fmt: skip
         inputs = (node_costs, edge_costs, problem.partitionable, solve_distances)
-        tile = STRIDE if full else TILE  # see full_resolution_costs
+        tile = STRIDE if full else DEFAULTS.tile  # see full_resolution_costs
         labeling, solver_s = median_time(
             lambda i=inputs, t=tile: solve(*i, tile=t), device, args.repeats, args.warmup
         )

@@ -33,8 +33,8 @@ from ..data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
 from ..grid import stride_samples
 from ..inference import full_resolution_costs, remove_small_segments, upsample_labels
 from ..metrics import SemanticIoU, evaluate_panoptic
-from ..objective import trivial_objective
-from ..solve import TILE, solve
+from ..objectives import trivial_objective
+from ..solver import DEFAULTS, solve
 from ..synthetic import make_problem, noisy_costs
 from ..timing import median_time
 from ..visualize import save_comparison
@@ -167,7 +167,7 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
                 distances,
             )
             # full resolution: tile = the upsampling factor (see full_resolution_costs)
-            tile = STRIDE if resolution == "full" else TILE
+            tile = STRIDE if resolution == "full" else DEFAULTS.tile
             labeling, seconds = median_time(
                 lambda inputs=inputs, method=method, tile=tile: solve(
                     *inputs, method=method, tile=tile

@@ -1,5 +1,5 @@
-"""The block pre-pass: the block listing, kernel ``block_greedy`` against the sequential reference
-on the edges inside blocks, and the solver with blocks (tiles of grids, any graph's blocks)."""
+"""The tile pre-pass: the tile listing, kernel ``tile_greedy`` against the sequential reference on
+the edges inside tiles, and the solver with tiles (square tiles of grids, any graph's tiles)."""
 
 from __future__ import annotations
 
@@ -9,53 +9,53 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpucops
-from gpucops.blocks import block_roots, grid_tiles, node_blocks
-from gpucops.contraction_kernels import kernels_for
 from gpucops.grid import grid_to_graph
-from gpucops.parallel import contract_parallel, masked_class_costs
+from gpucops.solver.backend import KernelSteps
+from gpucops.solver.steps import TorchSteps
+from gpucops.solver.tiles import grid_tiles, tiles_of
 from gpucops.synthetic import make_problem
+from tests.contraction import assert_same_contraction, contract
 from tests.reference import tile_ids
 from tests.strategies import small_graphs
 
 HOST = torch.device("cpu")
+KERNELS, TORCH = KernelSteps(HOST), TorchSteps()
 
 
-@given(seed=st.integers(0, 10_000), num_nodes=st.integers(1, 30), num_blocks=st.integers(1, 6))
-def test_node_blocks_list_every_node_once_and_exactly_the_edges_inside_blocks(
-    seed, num_nodes, num_blocks
-):
+@given(seed=st.integers(0, 10_000), num_nodes=st.integers(1, 30), num_tiles=st.integers(1, 6))
+def test_tiles_list_every_node_once_and_exactly_the_edges_inside_tiles(seed, num_nodes, num_tiles):
     g = torch.Generator().manual_seed(seed)
-    block_of = torch.randint(0, num_blocks, (num_nodes,), generator=g)
+    tile_of = torch.randint(0, num_tiles, (num_nodes,), generator=g)
     pairs = torch.combinations(torch.arange(num_nodes), 2)
     edges = pairs[torch.randperm(pairs.shape[0], generator=g)[: 2 * num_nodes]]
-    blocks = node_blocks(block_of, edges)
+    tiles = tiles_of(tile_of, edges)
     listed = set()
-    for b in range(blocks.num_blocks):
-        nodes = blocks.block_nodes[blocks.node_start[b] : blocks.node_start[b + 1]].tolist()
-        assert nodes == sorted(nodes) and all(block_of[v] == b for v in nodes)
+    for b in range(tiles.num_tiles):
+        nodes = tiles.tile_nodes[tiles.node_start[b] : tiles.node_start[b + 1]].tolist()
+        assert nodes == sorted(nodes) and all(tile_of[v] == b for v in nodes)
         listed.update(nodes)
-        ids = blocks.block_edges[blocks.edge_start[b] : blocks.edge_start[b + 1]]
+        ids = tiles.tile_edges[tiles.edge_start[b] : tiles.edge_start[b + 1]]
         assert ids.tolist() == sorted(ids.tolist())
-        ends = blocks.edge_ends[blocks.edge_start[b] : blocks.edge_start[b + 1]].long()
-        # positions in the block's node list lead back to the edge's end-points
+        ends = tiles.edge_ends[tiles.edge_start[b] : tiles.edge_start[b + 1]].long()
+        # positions in the tile's node list lead back to the edge's end-points
         assert torch.equal(torch.tensor(nodes, dtype=torch.long)[ends], edges[ids])
     assert listed == set(range(num_nodes))
-    inside = [e for e in range(edges.shape[0]) if block_of[edges[e, 0]] == block_of[edges[e, 1]]]
-    assert sorted(blocks.block_edges.tolist()) == inside
+    inside = [e for e in range(edges.shape[0]) if tile_of[edges[e, 0]] == tile_of[edges[e, 1]]]
+    assert sorted(tiles.tile_edges.tolist()) == inside
 
 
 def test_grid_tiles_cover_the_grid_in_partial_tiles_at_the_border():
-    blocks = grid_tiles(5, 7, (1, 2), 3, HOST)
-    assert blocks.num_blocks == 2 * 3  # ⌈5/3⌉ × ⌈7/3⌉
-    first = blocks.block_nodes[: blocks.node_start[1]].tolist()
+    tiles = grid_tiles(5, 7, (1, 2), 3, HOST)
+    assert tiles.num_tiles == 2 * 3  # ⌈5/3⌉ × ⌈7/3⌉
+    first = tiles.tile_nodes[: tiles.node_start[1]].tolist()
     assert first == [0, 1, 2, 7, 8, 9, 14, 15, 16]
-    last = blocks.block_nodes[blocks.node_start[-2] :].tolist()
+    last = tiles.tile_nodes[tiles.node_start[-2] :].tolist()
     assert last == [27, 34]  # the bottom-right tile: rows 3–4 of column 6
     graph_edges = grid_to_graph(torch.zeros(1, 1, 5, 7), torch.zeros(1, 4, 5, 7), (1, 2), True)[1]
     # an edge is inside a tile exactly when both end-points share their tile
     tile_of = tile_ids(5, 7, 3)
     inside = (tile_of[graph_edges[:, 0]] == tile_of[graph_edges[:, 1]]).nonzero().flatten()
-    assert sorted(blocks.block_edges.tolist()) == inside.tolist()
+    assert sorted(tiles.tile_edges.tolist()) == inside.tolist()
 
 
 def _random_grid(seed, batch, height, width, num_classes, masked):
@@ -68,7 +68,7 @@ def _random_grid(seed, batch, height, width, num_classes, masked):
     if masked and num_classes > 1:
         mask = torch.rand(batch, num_classes, generator=torch.Generator().manual_seed(seed)) < 0.4
         mask[:, 0] = False
-    costs = masked_class_costs(nodes, mask, image_index)
+    costs = TORCH.input_costs(nodes, mask, image_index)
     # coarse values make ties, which the kernel must break as the reference does
     return costs.round(decimals=0), edges, weights.double().round(decimals=0), p
 
@@ -82,13 +82,13 @@ def _random_grid(seed, batch, height, width, num_classes, masked):
     tile=st.integers(1, 9),
     masked=st.booleans(),
 )
-def test_block_greedy_kernel_equals_the_sequential_reference_inside_tiles(
+def test_tile_greedy_kernel_equals_the_sequential_reference_inside_tiles(
     seed, batch, height, width, num_classes, tile, masked
 ):
     costs, edges, weights, p = _random_grid(seed, batch, height, width, num_classes, masked)
-    blocks = grid_tiles(height, width, p.distances, tile, HOST)
-    kernel = block_roots(costs, edges, weights, blocks, batch, kernels_for(HOST))
-    reference = block_roots(costs, edges, weights, blocks, batch)
+    tiles = grid_tiles(height, width, p.distances, tile, HOST)
+    kernel = KERNELS.tile_roots(costs, edges, weights, tiles, batch)
+    reference = TORCH.tile_roots(costs, edges, weights, tiles, batch)
     assert torch.equal(kernel, reference)
     # roots are the lowest node of their cluster, and clusters stay inside one tile
     assert bool((kernel <= torch.arange(kernel.shape[0])).all())
@@ -97,8 +97,8 @@ def test_block_greedy_kernel_equals_the_sequential_reference_inside_tiles(
     assert torch.equal(image_tile[kernel], image_tile)
 
 
-@given(graph=small_graphs(max_nodes=10, max_classes=4), num_blocks=st.integers(1, 3))
-def test_block_greedy_kernel_equals_the_reference_on_any_blocks(graph, num_blocks):
+@given(graph=small_graphs(max_nodes=10, max_classes=4), num_tiles=st.integers(1, 3))
+def test_tile_greedy_kernel_equals_the_reference_on_any_tiles(graph, num_tiles):
     node_costs, edges, edge_costs, _ = graph
     n = len(node_costs)
     edges = torch.tensor(edges, dtype=torch.long).view(-1, 2)
@@ -106,27 +106,27 @@ def test_block_greedy_kernel_equals_the_reference_on_any_blocks(graph, num_block
     edges, first = torch.unique(edges, dim=0, return_inverse=True)
     weights = torch.zeros(edges.shape[0], dtype=torch.float64)
     weights.index_add_(0, first, torch.tensor(edge_costs, dtype=torch.float64))
-    blocks = node_blocks(torch.arange(n) % num_blocks, edges)
+    tiles = tiles_of(torch.arange(n) % num_tiles, edges)
     costs = torch.tensor(node_costs, dtype=torch.float64)
-    kernel = block_roots(costs, edges, weights, blocks, 1, kernels_for(HOST))
-    assert torch.equal(kernel, block_roots(costs, edges, weights, blocks, 1))
+    kernel = KERNELS.tile_roots(costs, edges, weights, tiles, 1)
+    assert torch.equal(kernel, TORCH.tile_roots(costs, edges, weights, tiles, 1))
 
 
-def test_one_block_is_the_sequential_greedy():
-    # every node in one block: the pre-pass is the whole greedy, and no round finds a merge left
+def test_one_tile_is_the_sequential_greedy():
+    # every node in one tile: the pre-pass is the whole greedy, and no round finds a merge left
     p = make_problem(2, 12, 16, 19, distances=(1, 4), seed=4)
     nodes, edges, weights, image_index = grid_to_graph(p.node_costs, p.edge_costs, p.distances)
     args = (nodes, edges, weights, p.partitionable, image_index)
     sequential = gpucops.solve_graph(*args, method="sequential")
-    blocked = gpucops.solve_graph(*args, blocks=torch.zeros_like(image_index))
-    assert torch.equal(blocked.classes, sequential.classes)
-    assert torch.equal(blocked.clusters, sequential.clusters)
-    assert blocked.info["rounds"] == 0
-    assert blocked.info["block_merges"] == sequential.info["merges"]
+    tiled = gpucops.solve_graph(*args, tiles=torch.zeros_like(image_index))
+    assert torch.equal(tiled.classes, sequential.classes)
+    assert torch.equal(tiled.clusters, sequential.clusters)
+    assert tiled.info["rounds"] == 0
+    assert tiled.info["tile_merges"] == sequential.info["merges"]
 
 
 @pytest.mark.parametrize("use_kernels", [True, False])
-def test_tiles_of_a_grid_equal_the_same_blocks_given_per_node(use_kernels):
+def test_tiles_of_a_grid_equal_the_same_tiles_given_per_node(use_kernels):
     p = make_problem(2, 20, 28, 19, distances=(1, 4, 16), seed=5)
     nodes, edges, weights, image_index = grid_to_graph(
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
@@ -134,16 +134,15 @@ def test_tiles_of_a_grid_equal_the_same_blocks_given_per_node(use_kernels):
     tile = 8
     per_node = tile_ids(20, 28, tile).repeat(2) + 12 * image_index  # 3 × 4 tiles per image
     args = (nodes, edges, weights, image_index, 2)
-    tiles = contract_parallel(
-        *args, coalesced=True, blocks=grid_tiles(20, 28, p.distances, tile, HOST),
+    listed = contract(
+        *args, coalesced=True, tiles=grid_tiles(20, 28, p.distances, tile, HOST),
         use_kernels=use_kernels,
     )  # fmt: skip
-    given_blocks = contract_parallel(*args, blocks=per_node, use_kernels=use_kernels)
-    assert torch.equal(tiles.classes, given_blocks.classes)
-    assert torch.equal(tiles.clusters, given_blocks.clusters)
-    assert tiles.block_merges == given_blocks.block_merges > 0
+    given = contract(*args, tiles=per_node, use_kernels=use_kernels)
+    assert_same_contraction(listed, given)
+    assert listed.tile_merges > 0
     grid = gpucops.solve(*(p.node_costs, p.edge_costs, p.partitionable, p.distances), tile=tile)
-    assert grid.info["block_merges"] == tiles.block_merges
+    assert grid.info["tile_merges"] == listed.tile_merges
 
 
 def test_kernels_and_torch_steps_agree_with_tiles():
@@ -152,34 +151,29 @@ def test_kernels_and_torch_steps_agree_with_tiles():
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
     )
     args = (nodes, edges, weights, image_index, 2)
-    blocks = grid_tiles(40, 56, p.distances, 16, HOST)
-    with_kernels = contract_parallel(*args, coalesced=True, blocks=blocks)
-    with_torch = contract_parallel(*args, coalesced=True, blocks=blocks, use_kernels=False)
-    assert torch.equal(with_kernels.classes, with_torch.classes)
-    assert torch.equal(with_kernels.clusters, with_torch.clusters)
-    assert with_kernels.merges_per_round == with_torch.merges_per_round
+    tiles = grid_tiles(40, 56, p.distances, 16, HOST)
+    with_kernels = contract(*args, coalesced=True, tiles=tiles)
+    with_torch = contract(*args, coalesced=True, tiles=tiles, use_kernels=False)
+    assert_same_contraction(with_kernels, with_torch)
 
 
-@pytest.mark.parametrize("blocks_kind", ["tiles", "per node"])
-def test_one_graph_with_blocks_equals_images_one_by_one(blocks_kind):
+@pytest.mark.parametrize("tiles_kind", ["listed", "per node"])
+def test_one_graph_with_tiles_equals_images_one_by_one(tiles_kind):
     # the GPU's way (the batch as one graph) and the CPU's (image by image), with the pre-pass
     # and the default band
     p = make_problem(3, 24, 40, 19, distances=(1, 4, 16), seed=12)
     nodes, edges, weights, image_index = grid_to_graph(
         p.node_costs, p.edge_costs, p.distances, sort_edges=True
     )
-    tiles = grid_tiles(24, 40, p.distances, 8, HOST)
-    if blocks_kind == "tiles":
-        options = {"blocks": tiles, "coalesced": True}
-    else:  # blocks of 50 consecutive nodes, some across two images
-        options = {"blocks": torch.arange(nodes.shape[0]) // 50}
+    if tiles_kind == "listed":
+        options = {"tiles": grid_tiles(24, 40, p.distances, 8, HOST), "coalesced": True}
+    else:  # tiles of 50 consecutive nodes, some across two images
+        options = {"tiles": torch.arange(nodes.shape[0]) // 50}
     args = (nodes, edges, weights, image_index, 3)
-    together = contract_parallel(*args, split_images=False, top_fraction=0.3, **options)
-    apart = contract_parallel(*args, split_images=True, top_fraction=0.3, **options)
-    assert torch.equal(together.classes, apart.classes)
-    assert torch.equal(together.clusters, apart.clusters)
-    assert together.merges_per_round == apart.merges_per_round
-    assert together.block_merges == apart.block_merges > 0
+    together = contract(*args, split_images=False, **options)
+    apart = contract(*args, split_images=True, **options)
+    assert_same_contraction(together, apart)
+    assert together.tile_merges > 0
 
 
 @pytest.mark.parametrize("tile", [-1, 1.5, True, "16"])
@@ -190,7 +184,7 @@ def test_bad_tile_is_refused(tile):
 
 
 @pytest.mark.parametrize(
-    ("blocks", "message"),
+    ("tiles", "message"),
     [
         (torch.zeros(3, dtype=torch.long), "shape"),
         (torch.zeros(4), "int32 or int64"),
@@ -199,8 +193,8 @@ def test_bad_tile_is_refused(tile):
         ([0, 0, 0, 0], "torch.Tensor"),
     ],
 )
-def test_bad_blocks_are_refused(blocks, message):
+def test_bad_tiles_are_refused(tiles, message):
     costs = torch.zeros(4, 2)
     edges = torch.tensor([[0, 1], [2, 3]])
     with pytest.raises(ValueError, match=message):
-        gpucops.solve_graph(costs, edges, torch.ones(2), torch.tensor([True, False]), blocks=blocks)
+        gpucops.solve_graph(costs, edges, torch.ones(2), torch.tensor([True, False]), tiles=tiles)

@@ -1,7 +1,8 @@
 """The sequential reference solver: greedy edge contraction (supplementary Algorithm 2).
 
-The algorithm lives in one readable C++ file, ``gpucops/csrc/sequential_amwc.cpp``, built for the
-host on first use (see :mod:`gpucops._hostbuild`). This module is its thin ctypes front.
+The algorithm lives in one readable C++ file, ``gpucops/solver/csrc/sequential_amwc.cpp``, built
+for the host on first use (see :mod:`gpucops.solver.hostbuild`). This module is its thin ctypes
+front, and the canonical edge list it takes (:func:`coalesce_edges`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import ctypes
 
 import torch
 
-from ._hostbuild import DEFAULT_FLAGS, load_library
-from .coalesce import coalesce_edges
+from ..segment import segment_sum
+from .hostbuild import DEFAULT_FLAGS, load_library
 
-__all__ = ["contract_sequential"]
+__all__ = ["coalesce_edges", "contract_sequential"]
 
 _int64 = ctypes.c_int64
 _pointer = ctypes.c_void_p
@@ -21,7 +22,7 @@ _pointer = ctypes.c_void_p
 
 def _library(rescore_all: bool) -> ctypes.CDLL:
     flags = (*DEFAULT_FLAGS, "-DGPUCOPS_RESCORE_ALL") if rescore_all else DEFAULT_FLAGS
-    library = load_library("gpucops.csrc", "sequential_amwc.cpp", flags)
+    library = load_library("gpucops.solver.csrc", "sequential_amwc.cpp", flags)
     function = library.gpucops_sequential_amwc
     function.restype = _int64
     function.argtypes = [
@@ -86,3 +87,30 @@ def contract_sequential(
         classes.data_ptr(),
     )
     return classes, clusters, int(merges)
+
+
+def coalesce_edges(
+    edges: torch.Tensor, edge_costs: torch.Tensor, num_nodes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum duplicate edges (in either orientation) deterministically.
+
+    Args:
+        edges: ``[E, 2]`` int64 node pairs without self-loops.
+        edge_costs: ``[E]`` float.
+    Returns:
+        ``pairs [E', 2]`` int64 with ``pairs[:, 0] < pairs[:, 1]``, ``costs [E']`` float64 (sums in
+        input order) and ``ids [E']`` int64, the lowest input edge id of each pair; ordered by id,
+        so an edge list without duplicates keeps its order.
+    """
+    low = torch.minimum(edges[:, 0], edges[:, 1])
+    high = torch.maximum(edges[:, 0], edges[:, 1])
+    keys, inverse = torch.unique(low * num_nodes + high, return_inverse=True)
+    costs = segment_sum(edge_costs.double(), inverse, keys.numel())
+    input_ids = torch.arange(edges.shape[0], device=edges.device)
+    ids = torch.full_like(keys, edges.shape[0]).scatter_reduce_(
+        0, inverse, input_ids, reduce="amin"
+    )
+    order = torch.argsort(ids)
+    keys, costs, ids = keys[order], costs[order], ids[order]
+    pairs = torch.stack([keys // num_nodes, keys % num_nodes], dim=1)
+    return pairs, costs, ids

@@ -1,14 +1,15 @@
-"""Launchers of the contraction kernels in ``cuda/contraction.cu``, for the host and for CUDA.
+"""The steps of the parallel contraction as the kernels of ``cuda/contraction.cu``: the host build
+and CUDA.
 
-The same source builds twice (see ``cuda/shim.cuh``): for the host with g++ (OpenMP when the
-compiler has it) into the per-user cache of :mod:`gpucops._hostbuild`, called through ctypes —
+:class:`KernelSteps` implements :class:`gpucops.solver.steps.Steps` with the same method names
+as the torch reference :class:`~gpucops.solver.steps.TorchSteps`, and matches it bit for bit;
+:func:`steps_for` chooses the implementation for a device. The same source builds twice (see
+``cuda/shim.cuh``): for the host with g++ (OpenMP when the compiler has it) into the per-user
+cache of :mod:`gpucops.solver.hostbuild`, called through ctypes —
 the CPU fallback, and what CI runs — and for CUDA devices through CuPy's ``RawModule`` (NVRTC),
 compiled once per process and device, sharing memory with torch through DLPack on torch's
 current stream. ``GPUCOPS_HOST_SANITIZE=address`` builds the host library with AddressSanitizer
 (load it in a process started with libasan preloaded).
-
-Each launcher takes and returns torch tensors and matches the torch step of
-:mod:`gpucops.parallel` bit for bit.
 """
 
 from __future__ import annotations
@@ -20,16 +21,13 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from ._hostbuild import DEFAULT_FLAGS, build_library
+from .hostbuild import DEFAULT_FLAGS, build_library
+from .steps import Steps, TorchSteps
 
-if TYPE_CHECKING:
-    from .blocks import NodeBlocks
-
-__all__ = ["ContractionKernels", "cuda_sources", "kernels_for"]
+__all__ = ["KernelSteps", "cuda_sources", "steps_for"]
 
 _LOW32 = 0xFFFFFFFF
 _THREADS = 256
@@ -39,9 +37,9 @@ _SIGNATURES = {
     "row_min": "iippp",
     "score_pick": "iippppppp",
     "pick": "ippp",
-    "star_propose": "ippppidpppp",
+    "star_propose": "ipppipppp",
     "star_pair": "ipppp",
-    "star_free": "ippppdp",
+    "star_free": "ippp",
     "bucket_count": "ipp",
     "bucket_fill": "ippppp",
     "bucket_fill_payload": "ippppppp",
@@ -56,11 +54,11 @@ _SIGNATURES = {
     "internal_keys": "ippp",
     "star_cost": "iipppppppp",
     "edge_cut": "ippp",
-    "block_greedy": "iiiiippppppppppppp",
+    "tile_greedy": "iiiiippppppppppppp",
 }
-# threads per CUDA block where not _THREADS: one block greedy per thread is heavy, so more CUDA
-# blocks (multiprocessors) share the few thousand of them
-_THREADS_OF = {"block_greedy": 32}
+# threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
+# thread blocks (multiprocessors) share the few thousand of them
+_THREADS_OF = {"tile_greedy": 32}
 
 
 def cuda_sources() -> Path:
@@ -99,8 +97,10 @@ def _cuda_module(device_index: int):  # pragma: no cover - needs a GPU
         )
 
 
-class ContractionKernels:
-    """The kernels of one device type, with torch tensors in and out."""
+class KernelSteps(Steps):
+    """The steps as kernels on one device, with torch tensors in and out (signatures and types as
+    in :class:`~gpucops.solver.steps.Steps`). Kept buffers (see :meth:`kept`) serve later solves;
+    one instance per thread and device (:func:`steps_for`)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -123,7 +123,7 @@ class ContractionKernels:
         """Uninitialised ``[numel]`` storage kept across calls under ``name`` (grown as needed),
         for a temporary that dies before the next use of its name. The host allocator hands
         large blocks back to the OS, and faulting fresh pages in every round cost more than some
-        kernels (measured on 1024×2048 grids)."""
+        kernels at full resolution."""
         buffer = self._scratch.get((name, dtype))
         if buffer is None or buffer.numel() < numel:
             buffer = torch.empty(numel, dtype=dtype, device=self.device)
@@ -155,25 +155,25 @@ class ContractionKernels:
         with stream:
             function(((count + threads - 1) // threads,), (threads,), tuple(converted))
 
-    def row_min(self, costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """min ``[C]`` float64 and argmin ``[C]`` int64 (lowest class on ties) of each row of
-        ``costs [C, K]``, as :func:`gpucops.parallel.cluster_classes`."""
+    def input_costs(self, node_costs, label_mask, image):
+        # into a kept buffer: fresh pages for hundreds of MB cost more than the copy itself at
+        # full resolution
+        costs = self.kept("input costs", tuple(node_costs.shape)).copy_(node_costs)
+        if label_mask is not None:
+            costs.masked_fill_(label_mask[image], float("inf"))
+        return costs
+
+    def input_weights(self, edge_costs):
+        return self.kept("input weights", tuple(edge_costs.shape)).copy_(edge_costs)
+
+    def cluster_classes(self, costs):
         (count, width), costs = costs.shape, costs.contiguous()
         minimum = torch.empty(count, dtype=torch.float64, device=self.device)
         argmin = torch.empty(count, dtype=torch.int64, device=self.device)
         self._launch("row_min", count, count, width, costs, minimum, argmin)
         return minimum, argmin
 
-    def score_pick(
-        self,
-        costs: torch.Tensor,
-        minimum: torch.Tensor,
-        argmin: torch.Tensor,
-        edges: torch.Tensor,
-        weights: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores ``[E]`` float64 and picks ``[C]`` int64 (−1: none), as
-        :func:`gpucops.parallel.score_edges` and :func:`gpucops.parallel.pick_edges`."""
+    def score_pick(self, costs, minimum, argmin, edges, weights):
         num_edges, (num_clusters, num_classes) = edges.shape[0], costs.shape
         # the scores live until the round's stars are checked, before the next score_pick
         scores = self._temporary("scores", num_edges, torch.float64)
@@ -185,41 +185,26 @@ class ContractionKernels:
         )  # fmt: skip
         return scores, torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
 
-    def pick(self, scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
-        """Picks ``[C]`` int64 (−1: none) from given ``scores``, as
-        :func:`gpucops.parallel.pick_edges`."""
+    def pick(self, scores, edges, num_clusters):
         best = self._temporary("best", num_clusters).zero_()
         self._launch(
             "pick", scores.shape[0], scores.shape[0], edges.contiguous(), scores.contiguous(), best
         )
         return torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
 
-    def star_roots(
-        self,
-        picks: torch.Tensor,
-        edges: torch.Tensor,
-        scores: torch.Tensor,
-        local_index: torch.Tensor,
-        round_index: int,
-        epsilon: float | None,
-        free_leaves: bool = False,
-    ) -> torch.Tensor:
-        """Proposed roots ``[C]`` int64, as :func:`gpucops.parallel.star_roots` with the coin of
-        :func:`gpucops.parallel.coin_is_centre`."""
+    def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
         target = torch.empty(count, dtype=torch.int64, device=self.device)
         root = torch.arange(count, device=self.device)
         flags = torch.zeros(2, count, dtype=torch.int32, device=self.device)
         involved, picked = flags[0], flags[1]
-        gate = -1.0 if epsilon is None else 1.0 - epsilon
-        picks, edges, scores = picks.contiguous(), edges.contiguous(), scores.contiguous()
+        picks, edges = picks.contiguous(), edges.contiguous()
         self._launch(
-            "star_propose", count, count, picks, edges, scores, local_index.contiguous(),
-            round_index, gate, target, root, involved, picked,
+            "star_propose", count, count, picks, edges, local_index.contiguous(), round_index,
+            target, root, involved, picked,
         )  # fmt: skip
         self._launch("star_pair", count, count, picks, target, involved, root)
-        if free_leaves:
-            self._launch("star_free", count, count, picks, target, picked, scores, gate, root)
+        self._launch("star_free", count, count, target, picked, root)
         return root
 
     def _buckets(
@@ -260,21 +245,14 @@ class ContractionKernels:
         self._launch("bucket_sort_payload", num_buckets, num_buckets, start, slot, slot_payload)
         return start, slot, slot_payload
 
-    def _output(self, name: str | None, numel: int, dtype: torch.dtype) -> torch.Tensor:
-        if name is None:
+    def _output(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        if not name:
             return torch.empty(numel, dtype=dtype, device=self.device)
         return self._temporary(name, numel, dtype)
 
-    def segment_sum(
-        self,
-        rows: torch.Tensor,
-        segment_ids: torch.Tensor,
-        num_segments: int,
-        out: str | None = None,
-    ) -> torch.Tensor:
-        """``[num_segments, K]`` float64 sums of ``rows [M, K]`` float64 by ``segment_ids`` (< 0:
-        skipped), added in item order, as :func:`gpucops.segment.segment_sum`. ``out`` names a
-        kept buffer to write into (see :meth:`_temporary`); None = a new tensor."""
+    def segment_sum(self, rows, segment_ids, num_segments, out=""):
+        """As :meth:`Steps.segment_sum` (ids < 0 skipped); ``out`` names a kept buffer to write
+        into (see :meth:`_temporary`), "" = a new tensor."""
         rows, segment_ids = rows.contiguous(), segment_ids.contiguous()
         start, slot, _ = self._buckets(segment_ids, num_segments, segment_ids)
         width = rows.shape[1]
@@ -284,18 +262,9 @@ class ContractionKernels:
         )
         return out
 
-    def coalesce(
-        self,
-        edges: torch.Tensor,
-        weights: torch.Tensor,
-        mapping: torch.Tensor,
-        num_clusters: int,
-        out: str | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Edges ``[E, 2]`` mapped to clusters by ``mapping``, without self-loops, parallel edges
-        summed (float64, in edge order), sorted by (low, high) — as
-        ``gpucops.parallel._coalesce(mapping[edges], weights, num_clusters)``. ``out`` names kept
-        buffers to write into (see :meth:`_temporary`); None = new tensors."""
+    def coalesce(self, edges, weights, mapping, num_clusters, out=""):
+        """As :meth:`Steps.coalesce`; ``out`` names kept buffers to write into (see
+        :meth:`_temporary`), "" = new tensors."""
         num_edges = edges.shape[0]
         low, high = self._temporary("low", num_edges), self._temporary("high", num_edges)
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
@@ -314,48 +283,35 @@ class ContractionKernels:
         )  # fmt: skip
         return merged, merged_weights
 
-    def block_greedy(
-        self, costs: torch.Tensor, weights: torch.Tensor, blocks: NodeBlocks, num_images: int
-    ) -> torch.Tensor:
-        """``[N]`` int64: the lowest node id of each node's cluster after the sequential greedy
-        inside every block, as :func:`gpucops.blocks.block_roots`."""
+    def tile_roots(self, costs, edges, weights, tiles, num_images):
+        # the kernel reads the edges inside tiles from the tile lists, not from ``edges``
         (num_nodes, width), device = costs.shape, self.device
-        block_nodes = num_images * blocks.block_nodes.shape[0]
-        block_edges = num_images * blocks.block_edges.shape[0]
-        root = torch.arange(num_nodes, device=device)  # nodes outside every block stay alone
-        count = num_images * blocks.num_blocks
+        tile_nodes = num_images * tiles.tile_nodes.shape[0]
+        tile_edges = num_images * tiles.tile_edges.shape[0]
+        root = torch.arange(num_nodes, device=device)  # nodes outside every tile stay alone
+        count = num_images * tiles.num_tiles
         self._launch(
-            "block_greedy", count, count, blocks.num_blocks, blocks.nodes_per_image,
-            blocks.edges_per_image, width, blocks.node_start, blocks.block_nodes,
-            blocks.edge_start, blocks.block_edges, blocks.edge_ends.contiguous(),
+            "tile_greedy", count, count, tiles.num_tiles, tiles.nodes_per_image,
+            tiles.edges_per_image, width, tiles.node_start, tiles.tile_nodes,
+            tiles.edge_start, tiles.tile_edges, tiles.edge_ends.contiguous(),
             costs.contiguous(), weights.contiguous(),
-            self._temporary("block costs", block_nodes * width, torch.float64),
-            self._temporary("block minima", block_nodes, torch.float64),
-            self._temporary("block node lists", 5 * block_nodes, torch.int32),
-            self._temporary("block edge scores", 2 * block_edges, torch.float64),
-            self._temporary("block edge lists", 6 * block_edges, torch.int32),
+            self._temporary("tile costs", tile_nodes * width, torch.float64),
+            self._temporary("tile minima", tile_nodes, torch.float64),
+            self._temporary("tile node lists", 5 * tile_nodes, torch.int32),
+            self._temporary("tile edge scores", 2 * tile_edges, torch.float64),
+            self._temporary("tile edge lists", 6 * tile_edges, torch.int32),
             root,
         )  # fmt: skip
         return root
 
-    def edge_cut(self, edges: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``[E]`` bool: True where the end-points of an edge carry different ``labels [N]``
-        int64 — in a kept buffer, valid until the next call."""
+    def edge_cut(self, edges, labels):
+        # in a kept buffer, valid until the next call
         num_edges = edges.shape[0]
         cut = self._temporary("cut", num_edges, torch.bool)
         self._launch("edge_cut", num_edges, num_edges, edges.contiguous(), labels.contiguous(), cut)
         return cut
 
-    def star_costs(
-        self,
-        root: torch.Tensor,
-        costs: torch.Tensor,
-        minimum: torch.Tensor,
-        edges: torch.Tensor,
-        weights: torch.Tensor,
-    ) -> torch.Tensor:
-        """``[C]`` float64 merge cost of the star rooted at each cluster (0 where none), each sum
-        in cluster or edge order, as the torch branch of :func:`gpucops.parallel.checked_roots`."""
+    def star_costs(self, root, costs, minimum, edges, weights):
         (num_clusters, width), num_edges = costs.shape, edges.shape[0]
         root, edges = root.contiguous(), edges.contiguous()
         in_star = torch.zeros(num_clusters, dtype=torch.int32, device=self.device)
@@ -379,21 +335,26 @@ class ContractionKernels:
 _PER_THREAD = threading.local()
 
 
-def kernels_for(device: torch.device) -> ContractionKernels | None:
-    """The kernels for ``device``, or None where they cannot run (CUDA without CuPy).
+def steps_for(device: torch.device, use_kernels: bool = True) -> Steps:
+    """The steps for ``device``: its kernels (:class:`KernelSteps`), or the torch reference
+    (:class:`~gpucops.solver.steps.TorchSteps`) where they cannot run (CUDA without CuPy) or
+    ``use_kernels`` is False (the tests' way to compare the two).
 
-    One instance per thread and device, so its scratch buffers serve every later solve: on the
-    CPU, faulting fresh pages in for them cost about 1 s of an 8 s solve of a 1024×2048 grid.
-    The buffers stay allocated (the size of the largest problem solved so far) until
-    :meth:`ContractionKernels.release_scratch`; one per thread, so threads never share them.
+    One :class:`KernelSteps` per thread and device, so its scratch buffers serve every later
+    solve (on the CPU, faulting fresh pages in for them every solve was a large share of a
+    full-resolution solve; ``docs/solver.md``). The buffers stay allocated (the size of the
+    largest problem solved so far) until :meth:`KernelSteps.release_scratch`; one per thread,
+    so threads never share them.
     """
+    if not use_kernels:
+        return TorchSteps()
     if device.type == "cuda":
         try:
             import cupy  # noqa: F401
         except ImportError:
-            return None
-    instances = _PER_THREAD.__dict__.setdefault("kernels", {})
+            return TorchSteps()
+    instances = _PER_THREAD.__dict__.setdefault("steps", {})
     key = (device.type, device.index)
     if key not in instances:
-        instances[key] = ContractionKernels(device)
+        instances[key] = KernelSteps(device)
     return instances[key]

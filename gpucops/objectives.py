@@ -18,7 +18,6 @@ from ._validate import (
     check_grid_problem,
     check_labels,
 )
-from .contraction_kernels import ContractionKernels
 from .grid import edge_offsets
 from .segment import segment_sum
 
@@ -79,20 +78,15 @@ def objective_graph_validated(
     clusters: torch.Tensor,
     image_index: torch.Tensor,
     num_images: int,
-    panoptic: bool = False,
-    kernels: ContractionKernels | None = None,
+    cut: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`objective_graph` of inputs already validated and normalised (int64 labels and
-    ``image_index``, bool ``partitionable``, all on one device). ``panoptic=True``: ``clusters``
-    are panoptic segment ids (one segment per stuff class and image, as
-    :func:`gpucops.labeling.compact_segments` numbers them), so an edge is cut exactly when its
-    end-points' segments differ — two gathers instead of the rule's four, or one pass of the
-    contraction ``kernels`` (no edge-sized temporaries)."""
+    ``image_index``, bool ``partitionable``, all on one device). ``cut``: ``[E]`` bool, which
+    edges the labeling cuts, when the caller knows already (the solver: an edge is cut exactly
+    when its end-points' panoptic segments differ); None = by the AMWC rule."""
     node_term = node_costs.gather(1, classes.view(-1, 1)).view(-1).double()
     u, v = edges[:, 0], edges[:, 1]
-    if panoptic:
-        cut = kernels.edge_cut(edges, clusters) if kernels else clusters[u] != clusters[v]
-    else:
+    if cut is None:
         cut = cut_edges(partitionable, classes[u], classes[v], clusters[u], clusters[v])
     # only the cut edges (a small share) are summed, each image's in edge order
     cut_index = cut.nonzero().flatten()

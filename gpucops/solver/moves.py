@@ -1,6 +1,8 @@
-"""Boundary refinement after the parallel contraction: rounds of independent single-node moves.
+"""Boundary refinement after a solve: rounds of independent single-node moves within a class.
 
-After contraction every node has a segment: one per stuff class and image, one per thing
+:func:`refine` is a post-step, not part of :func:`gpucops.solve`: it never lowered PQ and gained
+little on the benchmark problems (``docs/solver.md``), so the solver's default labeling stays the
+contraction's. After a solve every node has a segment: one per stuff class and image, one per thing
 cluster; an edge is cut exactly when its end-points lie in different segments. Moving node u
 from its segment a (class k_a) into a neighbouring segment b (class k_b) changes the objective by
 
@@ -11,9 +13,9 @@ boundary computes its best move (lowest Δ, then lowest segment key); a node wit
 its (Δ, index) is lower than that of every neighbour that also wants to move, so the lowest
 wanting node of every neighbourhood moves and each round makes progress. No two moving nodes are
 adjacent, so each Δ stays exact and the objective falls by their sum: it never rises, and the
-loop ends. Moves only enter existing segments, so stuff keeps one segment per class and image.
-By default (:func:`refine_labeling`) a node only moves between segments of its own thing class:
-instance boundaries move, no node changes class.
+loop ends. Moves only enter existing segments of the node's own thing class: instance boundaries
+move, no node changes class, stuff never moves. (Moves across classes lift the objective past the
+sequential greedy's, but lowered PQ on trained-network costs; tried, not adopted.)
 
 The greedy contraction fixes a node's cluster once and for all; these moves let boundary nodes
 that an early merge put on the wrong side change sides. Sums are deterministic (sorted pair
@@ -24,11 +26,67 @@ from __future__ import annotations
 
 import torch
 
-from .contraction_kernels import ContractionKernels
-from .labeling import segment_keys
-from .parallel import _coalesce_edges  # the contraction's deterministic pair sums
+from .._validate import check_class_labels, check_grid_problem, check_label_mask, check_labels
+from ..grid import grid_graph
+from ..labeling import PanopticLabeling, compact_segments, segment_keys
+from ..objectives import objective_graph_validated
+from .backend import steps_for
+from .steps import Steps, TorchSteps
 
-__all__ = ["refine_labeling", "refine_segments"]
+__all__ = ["refine", "refine_labeling", "refine_segments"]
+
+
+def refine(
+    labeling: PanopticLabeling,
+    node_costs: torch.Tensor,
+    edge_costs: torch.Tensor,
+    partitionable: torch.Tensor,
+    distances: tuple[int, ...] = (1, 4, 16, 32, 64),
+    *,
+    rounds: int = 20,
+    label_mask: torch.Tensor | None = None,
+) -> PanopticLabeling:
+    """Move boundary pixels between the thing segments of their class while that lowers the
+    objective (see the module docstring); the classes stay.
+
+    Args:
+        labeling: a :func:`gpucops.solve` result for the problem (``classes``, ``segments``
+            ``[B, H, W]``).
+        node_costs, edge_costs, partitionable, distances, label_mask: the problem, as given to
+            :func:`gpucops.solve`.
+        rounds: at most this many rounds of moves (20 reached a local optimum on the benchmark
+            problems).
+    Returns:
+        The refined :class:`PanopticLabeling` with its objective; ``info`` adds
+        ``refine_moves``, the moves of each round.
+    """
+    node_costs, edge_costs, partitionable, distances = check_grid_problem(
+        node_costs, edge_costs, partitionable, distances
+    )
+    batch, num_classes, height, width = node_costs.shape
+    shape, device = (batch, height, width), node_costs.device
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be an integer ≥ 0, got {rounds!r}")
+    classes = check_class_labels(labeling.classes, "labeling.classes", shape, num_classes, device)
+    segments = check_labels(labeling.segments, "labeling.segments", shape, device)
+    nodes, edges, weights, image_index = grid_graph(
+        node_costs, edge_costs, distances, sort_edges=False, share_edges=True
+    )
+    label_mask = check_label_mask(label_mask, batch, num_classes, image_index)
+    steps = steps_for(device)
+    # segment ids are compact per image: offset them so that every image's are its own
+    clusters = image_index * (height * width) + segments.flatten()
+    classes, clusters, moves = refine_labeling(
+        TorchSteps().input_costs(nodes, label_mask, image_index), edges, weights.double(),
+        classes.flatten(), clusters, partitionable, image_index, batch, rounds, steps,
+    )  # fmt: skip
+    segments = compact_segments(classes, clusters, partitionable, image_index, batch)
+    objective = objective_graph_validated(
+        nodes, edges, weights, partitionable, classes, segments, image_index, batch,
+        cut=steps.edge_cut(edges, segments),
+    )  # fmt: skip
+    info = {**labeling.info, "refine_moves": moves}
+    return PanopticLabeling(classes.view(shape), segments.view(shape), objective, info)
 
 
 def refine_segments(
@@ -39,7 +97,7 @@ def refine_segments(
     keys: torch.Tensor,
     num_keys: int,
     max_rounds: int,
-    kernels: ContractionKernels | None = None,
+    steps: Steps,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Rounds of independent improving node moves (see the module docstring).
 
@@ -48,7 +106,7 @@ def refine_segments(
         edges: ``[E, 2]`` int64, no self-loops; ``weights`` ``[E]`` float64 (duplicates add up).
         classes, keys: ``[N]`` int64 class and segment key (:func:`segment_keys`) of every node.
         max_rounds: at most this many rounds (0: none).
-        kernels: the contraction kernels for the pair sums (None: the torch step, same result).
+        steps: the implementation of the pair sums (the contraction's deterministic coalescing).
     Returns:
         classes, keys ``[N]`` after the moves, and the moves of each round.
     """
@@ -87,7 +145,7 @@ def refine_segments(
         at = incident(active)
         at_source, at_neighbour, at_weight = source[at], neighbour[at], weight[at]
         pairs = torch.stack([at_source, num_nodes + keys[at_neighbour]], 1)
-        pairs, summed = _coalesce_edges(kernels, pairs, at_weight, identity, len(identity))
+        pairs, summed = steps.coalesce(pairs, at_weight, identity, len(identity))
         node, key = pairs[:, 0], pairs[:, 1] - num_nodes
         own_pair = key == keys[node]
         own = torch.zeros(num_nodes, dtype=torch.float64, device=device)
@@ -141,31 +199,25 @@ def refine_labeling(
     image_index: torch.Tensor,
     num_images: int,
     max_rounds: int,
-    kernels: ContractionKernels | None = None,
+    steps: Steps,
     split_images: bool | None = None,
-    change_classes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """:func:`refine_segments` of a contraction's result, image by image on the CPU (the working
-    set stays in cache; the decisions are the same, since every move is local to an image).
+    """:func:`refine_segments` of a labeling, on the edges between nodes of one thing class
+    (a within-class move's Δ involves only those), image by image on the CPU (the working set
+    stays in cache; the decisions are the same, since every move is local to an image).
 
     Args:
         costs: ``[N, K]`` float64; ``edges [E, 2]``, ``weights [E]`` float64 (within images);
-        classes, clusters: ``[N]`` the contraction's result; ``image_index [N]``.
+        classes, clusters: ``[N]`` int64 class and cluster of every node (thing clusters: ids in
+            ``[0, N)``, unique across images); ``image_index [N]``.
         split_images: None = on the CPU only.
-        change_classes: False (default): a node only moves between segments of its own thing
-            class, so every node keeps its class — the instance boundaries move, the semantic
-            labeling stays. Such a move's Δ involves only edges between nodes of that class, so
-            it runs on those edges alone. True: any neighbouring segment (the node adopts its
-            class); better objectives, but on trained-network costs the class changes lowered PQ
-            (benchmarks/RESULTS.md).
     Returns:
         classes and clusters ``[N]`` (a stuff node's cluster is its segment key ≥ N; only the
         class matters for stuff), and the moves of each round summed over images.
     """
-    if not change_classes:
-        u, v = edges[:, 0], edges[:, 1]
-        same = (classes[u] == classes[v]) & partitionable[classes[u]]
-        edges, weights = edges[same], weights[same]
+    u, v = edges[:, 0], edges[:, 1]
+    same = (classes[u] == classes[v]) & partitionable[classes[u]]
+    edges, weights = edges[same], weights[same]
     keys, _ = segment_keys(classes, clusters, partitionable, image_index, num_images)
     if split_images is None:
         split_images = costs.device.type == "cpu"
@@ -190,7 +242,7 @@ def refine_labeling(
         unique, local_keys = torch.unique(keys[nodes], return_inverse=True)
         new_classes, new_keys, moves = refine_segments(
             costs[nodes], position[local_edges], local_weights, classes[nodes], local_keys,
-            unique.numel(), max_rounds, kernels,
+            unique.numel(), max_rounds, steps,
         )  # fmt: skip
         classes[nodes], keys[nodes] = new_classes, unique[new_keys]
         rounds.append(moves)

@@ -1,0 +1,36 @@
+"""Quality of the parallel solver's variants against the sequential greedy, on small synthetic
+problems: the ratio (trivial − parallel) / (trivial − sequential) of objective improvements.
+
+These are benchmark figures, not invariants (a different problem may order them otherwise), so
+they live here and run with ``make bench``: the defaults keep ≥ 99.5 % of the sequential
+greedy's improvement, and each of their two options adds quality over the plain rounds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import gpucops
+from gpucops.objectives import trivial_objective
+from gpucops.synthetic import make_problem
+
+VARIANTS = {
+    "default": {},
+    "tiles only": {"top_fraction": None},
+    "plain": {"tile": 0, "top_fraction": None},
+}
+
+
+@pytest.mark.parametrize(("num_classes", "seed"), [(19, 0), (19, 1), (133, 2)])
+def test_defaults_beat_the_plain_rounds_and_keep_the_greedys_quality(num_classes, seed):
+    p = make_problem(1, 48, 96, num_classes, distances=(1, 4, 16, 32), seed=seed)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    trivial = trivial_objective(*args)
+    sequential = gpucops.solve(*args, method="sequential").objective
+    quality, rounds = {}, {}
+    for name, options in VARIANTS.items():
+        result = gpucops.solve(*args, **options)
+        quality[name] = ((trivial - result.objective) / (trivial - sequential)).item()
+        rounds[name] = result.info["rounds"]
+    assert quality["default"] > 0.995 and rounds["default"] < 100, (quality, rounds)
+    assert 0.98 < quality["plain"] < quality["tiles only"] < quality["default"], quality

@@ -1,0 +1,58 @@
+"""Every option of the parallel method, with its default, in one place.
+
+The parallel solver (:mod:`gpucops.solver.rounds`) first runs the exact sequential greedy inside
+small tiles of nodes (:mod:`gpucops.solver.tiles`), then rounds of score → pick → stars → check →
+contract on the contracted graph until no edge is worth contracting. Two options shape it; both
+defaults favour quality (``docs/solver.md`` gives the reasons, ``benchmarks/RESULTS.md`` the
+measurements that chose them):
+
+* ``tile``: the side of the square pixel tiles of the greedy pre-pass (grids). The rounds pick
+  merges from every edge at once, before any cluster has summed its evidence; the first merges,
+  where they lose most against the sequential greedy, follow the greedy's own order instead.
+  0 = no pre-pass. Full-resolution problems made from stride-4 costs are solved with the stride
+  (see :func:`gpucops.inference.full_resolution_costs`).
+* ``top_fraction``: each round only the top fraction of each image's positive scores may merge,
+  so merges follow the greedy order in bands of equal size, at the cost of more rounds.
+  None = every positive score (fewest rounds).
+
+Tried and not adopted (their measurements stay in ``docs/solver.md``): a goodness gate ε on star
+merges, a score threshold α per image (replaced by ``top_fraction``), the coin's stars without
+free leaves, and class-changing boundary moves after the contraction.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+__all__ = ["DEFAULTS", "ParallelOptions"]
+
+
+@dataclass(frozen=True)
+class ParallelOptions:
+    """The parallel method's options (see the module docstring).
+
+    Attributes:
+        tile: side of the pixel tiles of the exact greedy pre-pass, an integer ≥ 0 (0 = none).
+        top_fraction: in (0, 1], the share of each image's positive scores that may merge per
+            round, or None for all.
+    """
+
+    tile: int = 16
+    top_fraction: float | None = 0.3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tile, bool) or not isinstance(self.tile, numbers.Integral):
+            raise ValueError(f"tile must be an integer ≥ 0, got {self.tile!r}")
+        if self.tile < 0:
+            raise ValueError(f"tile must be an integer ≥ 0, got {self.tile!r}")
+        fraction = self.top_fraction
+        if fraction is not None and (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, numbers.Real)
+            or not 0 < fraction <= 1
+        ):
+            raise ValueError(f"top_fraction must lie in (0, 1] or be None, got {fraction!r}")
+
+
+DEFAULTS = ParallelOptions()

@@ -1,0 +1,69 @@
+"""The parallel solver's loop: the tile pre-pass, then rounds of score → pick → stars → check →
+contract until no edge is worth contracting (each step is described in
+:mod:`gpucops.solver.steps`; the reasons for the design in ``docs/solver.md``).
+
+Every index that feeds a decision is local to its image, so a batch as one graph gives exactly
+the results of its images one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .graph import ClusterGraph
+from .options import ParallelOptions
+from .steps import top_fraction_scores
+from .tiles import Tiles
+
+__all__ = ["RoundsResult", "contract_rounds"]
+
+
+@dataclass
+class RoundsResult:
+    """Every node's cluster (ids in ``[0, N)``) and class, with the loop's merge counts."""
+
+    clusters: torch.Tensor  # [N] int64
+    classes: torch.Tensor  # [N] int64
+    merges_per_round: list[int] = field(default_factory=list)
+    tile_merges: int = 0  # merges of the tile pre-pass
+
+
+def contract_rounds(
+    graph: ClusterGraph, tiles: Tiles | None, tile_images: int, options: ParallelOptions
+) -> RoundsResult:
+    """Contract ``graph`` (one cluster per node) by the parallel method.
+
+    Args:
+        graph: the problem's nodes as clusters, grouped by image, with coalesced edges.
+        tiles: the tiles of the greedy pre-pass (repeated over ``tile_images`` images), or None.
+        options: ``top_fraction`` (``tile`` is already in ``tiles``).
+    """
+    steps = graph.steps
+    num_nodes = graph.num_clusters
+    node_cluster = torch.arange(num_nodes, device=graph.costs.device)
+    if tiles is not None:
+        root = steps.tile_roots(graph.costs, graph.edges, graph.weights, tiles, tile_images)
+        graph, node_cluster = graph.contract(root)
+    tile_merges = num_nodes - graph.num_clusters
+    merges_per_round: list[int] = []
+    round_index = 0
+    while True:
+        costs, edges, weights = graph.costs, graph.edges, graph.weights
+        minimum, argmin = steps.cluster_classes(costs)
+        scores, picks = steps.score_pick(costs, minimum, argmin, edges, weights)
+        if not bool((picks >= 0).any()):
+            break
+        if options.top_fraction is not None:
+            edge_image = graph.image[edges[:, 0]]
+            scores = top_fraction_scores(scores, edge_image, graph.num_images, options.top_fraction)
+            picks = steps.pick(scores, edges, graph.num_clusters)
+        root = steps.star_roots(picks, edges, graph.local_index(), round_index)
+        root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
+        contracted, mapping = graph.contract(root)
+        merges_per_round.append(graph.num_clusters - contracted.num_clusters)
+        graph, node_cluster = contracted, mapping[node_cluster]
+        round_index += 1
+    # the last graph's classes (no edge left to contract)
+    return RoundsResult(node_cluster, argmin[node_cluster], merges_per_round, tile_merges)
