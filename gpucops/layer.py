@@ -1,4 +1,4 @@
-"""The differentiable AMWC layer of COPS (``reference/cops-official-code.md`` §2).
+"""The differentiable AMWC layer of COPS (arXiv 2106.03188; code: aabbas90/COPS, AMWCBackward).
 
 Forward: solve the batch of AMWC problems (no gradient), align the predicted segments with the
 ground truth (:mod:`gpucops.matching`, no gradient), and return the aligned one-hot ``P [B, S, H,

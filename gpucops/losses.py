@@ -1,6 +1,9 @@
 """Losses through the AMWC layer: the panoptic-quality surrogate and the ablation's losses.
 
-:func:`panoptic_quality_loss` is the official formula (``reference/cops-official-code.md`` §3):
+:func:`panoptic_quality_loss` is the official formula (``aabbas90/COPS`` branch ``camera_ready``,
+``affinityNet/panoptic_affinity/``: ``PanopticQualityLoss`` and ``iou_batch`` of ``losses.py``,
+``fg_k`` from ``PanopticAffinityAMWC.compute_foreground_probabilities`` of
+``panoptic_seg_affinity.py``):
 
     IoU_k = (I_k + 0.1) / (U_k + 0.1)            void-weighted, on the aligned one-hots P, G
     tp_k  = IoU⁴ / (IoU⁴ + (1 − IoU)⁴)           soft "IoU > 0.5"
@@ -141,7 +144,8 @@ def semantic_pretraining_loss(
     top_k: float = 0.2,
     ignore_index: int = 255,
 ) -> torch.Tensor:
-    """Pre-training semantic loss (``reference/cops-official-code.md`` §4.5): the stride-4
+    """Pre-training semantic loss (official code: ``PanopticAffinitySemSegHead.losses``, a
+    detectron2 ``DeepLabCE``, of ``aabbas90/COPS`` ``panoptic_seg_affinity.py``): the stride-4
     ``logits [B, K, h, w]`` upsampled bilinearly to ``target [B, H, W]``, per-pixel cross-entropy
     times ``weights [B, H, W]`` (small-instance weights), mean of the hardest ``top_k`` fraction
     (0.2 Cityscapes, 1.0 COCO); ``ignore_index`` pixels count nowhere."""

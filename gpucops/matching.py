@@ -1,13 +1,14 @@
 """Alignment of predicted segments with ground-truth segments, for the PQ surrogate loss.
 
-The official code's matching step (``reference/cops-official-code.md`` §3.2), no gradient: per
-image and class, ground-truth segments are matched to predicted segments of the same class by
-Hungarian matching (``scipy.optimize.linear_sum_assignment``, maximising) on the void-weighted
-IoU with ε = 0.1, which is positive for every pair, so every prediction that can be matched is
-matched (no 0.5 threshold here). A stuff class has one segment per image on both sides, so this
-pairs its prediction with its ground-truth mask, empty or not. Unmatched predictions get an empty
-ground truth (false positives); unmatched ground-truth segments become extra channels with an
-empty prediction (false negatives).
+The official code's matching step (``aabbas90/COPS`` branch ``camera_ready``,
+``affinityNet/panoptic_affinity/utils.py``: ``ComputeBestGroundTruth``, ``MatchMasksPair``), no
+gradient: per image and class, ground-truth segments are matched to predicted segments of the same
+class by Hungarian matching (``scipy.optimize.linear_sum_assignment``, maximising) on the
+void-weighted IoU with ε = 0.1, which is positive for every pair, so every prediction that can be
+matched is matched (no 0.5 threshold here). A stuff class has one segment per image on both
+sides, so this pairs its prediction with its ground-truth mask, empty or not. Unmatched
+predictions get an empty ground truth (false positives); unmatched ground-truth segments become
+extra channels with an empty prediction (false negatives).
 """
 
 from __future__ import annotations

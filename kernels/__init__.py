@@ -1,8 +1,10 @@
 """Triton kernels of gpucops, each beside its torch reference (installed as gpucops.kernels).
 
 Each public function takes an ``implementation`` argument: ``auto`` runs the Triton kernel on
-CUDA tensors and the torch reference elsewhere — or the kernel on CPU tensors when
-``TRITON_INTERPRET=1`` was set before this package was imported, as the tests do without a GPU.
+CUDA tensors and the torch reference on CPU tensors (always: the interpreter is for tests, far
+slower than the reference); ``triton`` forces the kernel — on CPU tensors only in the Triton
+interpreter, i.e. with ``TRITON_INTERPRET=1`` set before this package is imported, as the kernel
+tests do without a GPU; ``torch`` forces the reference.
 
 * :func:`edge_feature_shift` — the affinity branch's edge features S_d (autograd);
 * :func:`node_costs_from_logits`, :func:`edge_costs_from_logits` — solver costs with cost

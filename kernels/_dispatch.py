@@ -1,5 +1,9 @@
-"""Where a kernel runs: the Triton kernel on CUDA tensors (or on CPU tensors under the Triton
-interpreter, as CI runs it), the torch reference elsewhere."""
+"""Where a kernel runs: ``auto`` picks the Triton kernel for CUDA tensors and the torch reference
+for CPU tensors; ``triton`` forces the kernel, which on CPU tensors needs the Triton interpreter.
+
+``auto`` never interprets, even with ``TRITON_INTERPRET=1``: the interpreter exists to test the
+kernels without a GPU (it is orders of magnitude slower than the reference), so only explicit
+``implementation="triton"`` calls — the kernel tests — pay for it."""
 
 from __future__ import annotations
 
@@ -19,17 +23,17 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false",
 def use_triton(tensor: torch.Tensor, implementation: str) -> bool:
     """True to run the Triton kernel on ``tensor``'s device, False for the torch reference.
 
-    ``auto``: Triton on CUDA tensors (and on CPU tensors when interpreting), else torch;
-    ``triton``: always Triton (an error where it cannot run); ``torch``: the reference.
+    ``auto``: Triton on CUDA tensors, the reference on every other device (interpreter or not);
+    ``triton``: always Triton — on CPU tensors in the interpreter, a ``ValueError`` where that is
+    off; ``torch``: the reference.
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-    if implementation == "torch":
-        return False
-    runnable = tensor.is_cuda or (INTERPRETING and tensor.device.type == "cpu")
-    if implementation == "triton" and not runnable:
+    if implementation != "triton":
+        return implementation == "auto" and tensor.is_cuda
+    if not (tensor.is_cuda or (INTERPRETING and tensor.device.type == "cpu")):
         raise ValueError(
             f"implementation='triton' needs CUDA tensors or TRITON_INTERPRET=1 set before "
             f"gpucops.kernels is imported; got a tensor on {tensor.device}"
         )
-    return runnable
+    return True

@@ -1,16 +1,19 @@
 """Solver costs from network logits, with cost dropout: kernel, launcher, reference.
 
-COPS feeds the solver (``reference/cops-official-code.md`` §1.2)
+COPS feeds the solver (official code, ``aabbas90/COPS`` branch ``camera_ready``, in
+``affinityNet/panoptic_affinity/``: ``PanopticAffinityAMWC.forward`` of
+``panoptic_seg_affinity.py``, ``ComputeMulticutCosts`` and ``DropoutPixels`` of ``utils.py``)
 
     node_costs   = (a_s · (−S)   + b_s) · keep_pixel        S  [B, K, H, W] semantic logits
     edge_costs_d = (|a_d| · (−A_d) + b_d) · keep_edge       A_d [B, 2, H, W] affinity logits
 
 with learnable scalars a_s, b_s and one (a_d, b_d) per distance. In training, cost dropout zeroes
 all class costs of a pixel with probability p (``keep_pixel``) and single edge costs with
-probability p (``keep_edge``), without rescaling. The masks come from Triton's counter-based
-Philox generator, ``tl.rand(seed, offset)`` (offset = the pixel's index ``b·H·W + h·W + w`` for
-nodes, the element's flat index for edges), so the backward regenerates them instead of storing
-them, and :func:`philox_uniform` reproduces them bit for bit in torch.
+probability p (``keep_edge``), without rescaling (p = 0.1 in the supplementary of Abbas &
+Swoboda, NeurIPS 2021, arXiv 2106.03188). The masks come from Triton's counter-based Philox
+generator, ``tl.rand(seed, offset)`` (offset = the pixel's index ``b·H·W + h·W + w`` for nodes,
+the element's flat index for edges), so the backward regenerates them instead of storing them,
+and :func:`philox_uniform` reproduces them bit for bit in torch.
 
 One kernel serves both: ``out[b, c] = (scale[c // group] · (−x[b, c]) + bias[c // group]) · keep``.
 Its backward writes the logits' gradient and per-program partial sums for the scalars, which torch

@@ -192,8 +192,8 @@ def edge_feature_shift(
     Args:
         features: ``[B, C, H, W]`` float (float32, bfloat16, float16 or float64).
         distances: integers > 1 (the distances of a COPS model but d = 1).
-        implementation: ``auto`` (Triton on CUDA, torch reference on CPU unless the Triton
-            interpreter is on), ``triton`` or ``torch``.
+        implementation: ``auto`` (Triton on CUDA tensors, the torch reference on CPU tensors),
+            ``triton`` or ``torch`` (see :mod:`gpucops.kernels`).
     Returns:
         one ``[B, 2C, H, W]`` tensor per distance: row differences in channels ``[0, C)``, column
         differences in ``[C, 2C)``, 0 where an end-point falls outside the image. With Triton

@@ -9,9 +9,10 @@ import torch
 from hypothesis import HealthCheck, settings
 
 if not torch.cuda.is_available():
-    # Without a GPU the Triton kernels run in the interpreter, on CPU tensors. Both variables are
-    # read when triton is imported or a kernel is defined, so set them before any of that; debug
-    # makes tl.device_assert check.
+    # Without a GPU the kernel tests' implementation="triton" calls run in the Triton interpreter,
+    # on CPU tensors (every other test gets the torch reference: "auto" never interprets). Both
+    # variables are read when triton is imported or a kernel is defined, so set them before any
+    # of that; debug makes tl.device_assert check.
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("TRITON_DEBUG", "1")
 

@@ -1,4 +1,5 @@
-"""The grid edge layout follows the official COPS code (reference/cops-official-code.md §1.3)."""
+"""The grid edge layout follows the official COPS code (``aabbas90/COPS`` branch ``camera_ready``,
+``affinityNet/panoptic_affinity/multicut_solvers.py``: ``get_edge_indices``, ``get_edge_list``)."""
 
 from __future__ import annotations
 
