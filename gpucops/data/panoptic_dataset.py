@@ -11,7 +11,8 @@ with its PNG folder; its category ids become contiguous class indices in id orde
 Each item holds the normalised image, the full-resolution semantic target, and at the solver's
 stride (``array[s//2::s, s//2::s]``, as the official target generator subsamples) the class and
 segment maps the AMWC layer and the PQ surrogate take, the void mask, and the affinity targets
-and weights of the official code (``reference/cops-official-code.md`` §4.4). Training
+and weights of the official code (``aabbas90/COPS``,
+``affinityNet/panoptic_affinity/target_generator.py``). Training
 augmentation (supplementary Table 2): random scale, random crop, horizontal flip, drawn from a
 generator seeded by (seed, epoch, index), so a resumed run sees the same crops.
 """

@@ -1,12 +1,16 @@
-"""The COPS network (``reference/cops-official-code.md`` §4): a ResNet backbone, two DeepLabV3+
-decoders (semantic, affinity), the semantic head, and the affinity head with one classifier per
-edge distance — d = 1 reads the affinity features directly, d > 1 reads the centre-matched
-feature differences S_d of :func:`gpucops.kernels.edge_feature_shift`.
+"""The COPS network (Abbas & Swoboda, NeurIPS 2021, arXiv 2106.03188; official code: the
+``aabbas90/COPS`` repository, ``affinityNet/panoptic_affinity/panoptic_seg_affinity.py``): a
+ResNet backbone, two DeepLabV3+ decoders (semantic, affinity), the semantic head, and the affinity
+head with one classifier per edge distance — d = 1 reads the affinity features directly, d > 1
+reads the centre-matched feature differences S_d of :func:`gpucops.kernels.edge_feature_shift`.
 
 Outputs at stride 4: ``semantic_logits [B, K, H/4, W/4]`` and ``affinity_logits [B, 2·|D|, H/4,
 W/4]`` (channel 2i: row edges of distance i, 2i + 1: col edges; a high logit = "cut"), the
-layouts :class:`gpucops.layer.AMWCLayer` takes. Simplification: ASPP's image pooling is global
-average pooling (the official head pools with a kernel fixed by the training crop).
+layouts :class:`gpucops.layer.AMWCLayer` takes. ASPP's image pooling averages over a window of
+the training crop's size (``ModelConfig.pool_size``, detectron2's ``pool_kernel_size``, as the
+official head does): global on a crop-sized input; on a larger one an average with stride 1 over
+every crop-sized window, upsampled bilinearly to the feature map. Without ``pool_size`` it is
+global average pooling.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.aspp = nn.ModuleList(
             [_conv(res5, aspp, 1)] + [_separable(res5, aspp, d) for d in config.aspp_dilations]
         )
-        # no batch norm after the global pooling (as detectron2's ASPP): one value per channel
+        # no batch norm after the image pooling (as detectron2's ASPP): one value per channel
         # would make training with one image per process impossible
         self.pool = nn.Sequential(nn.Conv2d(res5, aspp, 1), nn.ReLU())
         self.pool_window = None
