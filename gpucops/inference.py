@@ -246,19 +246,14 @@ class Predictor:
     def __call__(self, images: torch.Tensor, full_resolution: bool = False) -> Prediction:
         """Predict ``images [B, 3, H, W]`` uint8 RGB: the AMWC on the stride-4 grid with labels
         upsampled ×4, or with ``full_resolution`` on the image's own grid."""
-        from .data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
-
         if images.dim() != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
             raise ValueError(f"images must be [B, 3, H, W] uint8, got {tuple(images.shape)}")
         height, width = images.shape[-2:]
-        mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
-        inputs = (images.to(self.device).float() - mean) / std
-        pad_h, pad_w = -height % self.PAD, -width % self.PAD
-        inputs = F.pad(inputs, (0, pad_w, 0, pad_h))  # zeros = the mean colour
+        net = self.module.net
+        inputs = _pad_with(images.to(self.device), self.PAD, net.pixel_mean)
         grid = (-(-height // self.STRIDE), -(-width // self.STRIDE))
         timer = _Timer(self.device)
-        semantic, affinity = self.module.net(inputs)
+        semantic, affinity = net(inputs)
         semantic = semantic[..., : grid[0], : grid[1]].float()
         affinity = affinity[..., : grid[0], : grid[1]].float()
         node_costs, edge_costs = self.module.layer.costs(semantic, affinity)
@@ -282,6 +277,17 @@ class Predictor:
             )
         seconds["solver"] = timer.lap()
         return Prediction(labeling, semantic, affinity, seconds)
+
+
+def _pad_with(images: torch.Tensor, multiple: int, colour: torch.Tensor) -> torch.Tensor:
+    """``images [B, 3, H, W]`` → float ``[B, 3, H', W']``, padded at the bottom and right to
+    multiples of ``multiple`` with ``colour [3, 1, 1]`` (the network's mean colour: zeros once
+    it normalises, as detectron2 pads normalised images)."""
+    height, width = images.shape[-2:]
+    size = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    padded = colour.expand(images.shape[0], 3, *size).clone()
+    padded[..., :height, :width] = images
+    return padded
 
 
 class _Timer:

@@ -160,10 +160,9 @@ class TrainingModule(nn.Module):
     def __init__(self, config: TrainConfig, partitionable: torch.Tensor):
         super().__init__()
         self.config = config
-        preset = ModelConfig.tiny if config.model == "tiny" else ModelConfig
         self.net = COPSNet(
-            preset(
-                num_classes=config.num_classes, distances=config.distances,
+            ModelConfig.preset(
+                config.model, num_classes=config.num_classes, distances=config.distances,
                 pool_size=config.crop_size,
             )
         )  # fmt: skip

@@ -65,7 +65,7 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
     problem = make_problem(batch, *grid, args.classes, distances, seed=0, device=device)
 
     def network() -> tuple[torch.Tensor, torch.Tensor]:
-        semantic, affinity = model(images.float() / 255)
+        semantic, affinity = model(images)  # raw uint8: the network normalises
         return layer.costs(semantic[..., : grid[0], : grid[1]], affinity[..., : grid[0], : grid[1]])
 
     _, model_s = median_time(network, device, args.repeats, args.warmup)
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("--repeats and --batch-sizes must be ≥ 1, --warmup ≥ 0")
     device = resolve_device(args.device)
     distances = tuple(args.distances)
-    preset = ModelConfig.tiny if args.model == "tiny" else ModelConfig
-    model = COPSNet(preset(num_classes=args.classes, distances=distances)).to(device).eval()
+    config = ModelConfig.preset(args.model, num_classes=args.classes, distances=distances)
+    model = COPSNet(config).to(device).eval()
     _, partitionable = class_roles(args.classes)
     layer = AMWCLayer(partitionable, distances).to(device).eval()
     rows = []

@@ -29,7 +29,6 @@ import torch
 from tqdm import tqdm
 
 from ..data import CityscapesPanoptic, PanopticWriter, voc_sample, write_synthetic_cityscapes
-from ..data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
 from ..grid import stride_samples
 from ..inference import full_resolution_costs, remove_small_segments, upsample_labels
 from ..metrics import SemanticIoU, evaluate_panoptic
@@ -68,13 +67,8 @@ def _synthetic(args: argparse.Namespace) -> Scenes:
     )
     dataset = CityscapesPanoptic(root, "val", distances=(1,), stride=1)
     items = [dataset[i] for i in range(len(dataset))]
-    # the dataset's images come normalised; the pictures want the pixels back
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-    images = [
-        (item["image"] * std + mean).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        for item in items
-    ]
+    # raw pixels (float, whole numbers without augmentation) for the pictures
+    images = [item["image"].byte().permute(1, 2, 0).numpy() for item in items]
     gt_json = root / "gtFine" / "cityscapes_panoptic_val_trainId.json"
     return Scenes(
         "synthetic",
