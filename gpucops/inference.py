@@ -1,5 +1,7 @@
-"""From network outputs to panoptic labelings: the full-resolution problem, labels back at image
-size, and :class:`Predictor`, a trained model loaded from a ``train/train.py`` checkpoint.
+"""From network outputs to panoptic labelings: the problem to solve (:func:`build_problem`, at
+stride 4 or at full resolution, with the solver tile it needs), its solution at image size
+(:func:`solve_problem`), and :class:`Predictor`, a trained model loaded from a ``train/train.py``
+checkpoint (:func:`gpucops.checkpoint.load_model`; nothing of the trainer is imported).
 
 COPS solves on the network's stride-4 grid and upsamples the labels ×4 (nearest). At full
 resolution (the supplementary's Table 8) the costs are upsampled instead and the AMWC is solved
@@ -14,25 +16,32 @@ coordinates agree mod 4).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import load_model
 from .grid import edge_offsets
 from .labeling import PanopticLabeling
 from .solver import DEFAULTS, solve
 from .timing import synchronize
 
 __all__ = [
+    "STRIDE",
+    "ImageProblem",
     "Prediction",
     "Predictor",
+    "build_problem",
     "full_resolution_costs",
     "full_resolution_distances",
     "remove_small_segments",
+    "solve_problem",
     "upsample_labels",
 ]
+
+STRIDE = 4  # the network's output stride: one grid cell of the costs covers STRIDE² pixels
 
 
 def full_resolution_distances(distances: tuple[int, ...], factor: int = 4) -> tuple[int, ...]:
@@ -61,6 +70,15 @@ def _resample(
     return values.index_select(dim, low) * (1 - weight) + values.index_select(dim, high) * weight
 
 
+def _check_size(size: tuple[int, int], grid: tuple[int, int], factor: int) -> None:
+    """``size`` (images) must be positive and covered by the ``grid`` of stride ``factor``."""
+    if not (0 < size[0] <= factor * grid[0] and 0 < size[1] <= factor * grid[1]):
+        raise ValueError(
+            f"size {tuple(size)} must be positive and within ×{factor} of the "
+            f"{grid[0]}×{grid[1]} grid"
+        )
+
+
 def full_resolution_costs(
     node_costs: torch.Tensor,
     edge_costs: torch.Tensor,
@@ -79,20 +97,13 @@ def full_resolution_costs(
         ``node_costs [B, K, H, W]``, ``edge_costs [B, 2·|D'|, H, W]`` and D' =
         :func:`full_resolution_distances`.
 
-    Solve it with ``tile=factor`` (as :class:`Predictor`, ``gpucops demo`` and ``gpucops bench``
-    do): the solver's greedy pre-pass then merges each stride cell's pixels over their
-    distance-1 edges. The default tile 16 also takes the distance-4 edges, which come from the
-    same stride map as the distance-1 ones; on the demo's upsampled costs it kept 97.6–99.3 % of
-    the sequential greedy's objective improvement, tile 4 99.5–99.95 %
-    (benchmarks/RESULTS.md).
+    Solve it with ``tile=factor`` (:func:`build_problem` pairs it with that tile): the solver's
+    greedy pre-pass then merges each stride cell's pixels over their distance-1 edges. The
+    default tile 16 would also take the distance-4 edges, which come from the same stride map as
+    the distance-1 ones, and over-trust them (measured: ``benchmarks/RESULTS.md``).
     """
+    _check_size(size, node_costs.shape[-2:], factor)
     height, width = size
-    small_h, small_w = node_costs.shape[-2:]
-    if not (0 < height <= factor * small_h and 0 < width <= factor * small_w):
-        raise ValueError(
-            f"size {tuple(size)} must be positive and within ×{factor} of the "
-            f"{small_h}×{small_w} grid"
-        )
     if not distances or distances[0] != 1:
         raise ValueError(f"distances must start with 1, got {distances}")
     nodes = F.interpolate(node_costs, scale_factor=factor, mode="bilinear", align_corners=False)
@@ -164,6 +175,93 @@ def remove_small_segments(
     return torch.where(small[keys], -1, segments)
 
 
+@dataclass(frozen=True)
+class ImageProblem:
+    """The AMWC problem of a batch of images, on the grid it is solved on, with the solver tile
+    it must be solved with. Made by :func:`build_problem`, solved by :func:`solve_problem`.
+
+    Attributes:
+        node_costs: ``[B, K, h, w]`` float, edge_costs: ``[B, 2·|D|, h, w]`` float,
+            partitionable: ``[K]`` bool, distances: D on this grid (:func:`gpucops.solve`'s).
+        tile: the solver's pre-pass tile (see :func:`build_problem`).
+        size: the images' ``(H, W)``.
+        stride: image pixels per grid cell along each axis (the labels are upsampled by it; 1 =
+            full resolution).
+    """
+
+    node_costs: torch.Tensor
+    edge_costs: torch.Tensor
+    partitionable: torch.Tensor
+    distances: tuple[int, ...]
+    tile: int
+    size: tuple[int, int]
+    stride: int
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """``(node_costs, edge_costs, partitionable, distances)``, the arguments of
+        :func:`gpucops.solve` and the objective functions."""
+        return self.node_costs, self.edge_costs, self.partitionable, self.distances
+
+    def to(self, device: str | torch.device) -> ImageProblem:
+        """The same problem on ``device`` (where the solver then runs)."""
+        return replace(
+            self,
+            node_costs=self.node_costs.to(device),
+            edge_costs=self.edge_costs.to(device),
+            partitionable=self.partitionable.to(device),
+        )
+
+
+def build_problem(
+    node_costs: torch.Tensor,
+    edge_costs: torch.Tensor,
+    partitionable: torch.Tensor,
+    distances: tuple[int, ...],
+    size: tuple[int, int],
+    full_resolution: bool = False,
+    stride: int = STRIDE,
+) -> ImageProblem:
+    """The problem to solve for stride-``stride`` costs of images of ``size``.
+
+    Args:
+        node_costs: ``[B, K, h, w]`` float and ``edge_costs`` ``[B, 2·|D|, h, w]`` float on the
+            stride grid (:meth:`gpucops.layer.AMWCLayer.costs` of the network's logits);
+            ``partitionable`` ``[K]`` bool; ``distances`` D on the stride grid.
+        size: the images' ``(H, W)``, at most ``(stride·h, stride·w)``.
+        full_resolution: solve on the image's own grid (:func:`full_resolution_costs`) instead of
+            the stride grid.
+    Returns:
+        :class:`ImageProblem`: at stride ``stride`` the costs as given, with the solver's
+        default tile; at full resolution the upsampled costs with ``tile = stride`` (each stride
+        cell's pixels merged first, see :func:`full_resolution_costs`).
+    """
+    size = (int(size[0]), int(size[1]))
+    _check_size(size, node_costs.shape[-2:], stride)
+    if not full_resolution:
+        return ImageProblem(
+            node_costs, edge_costs, partitionable, tuple(distances), DEFAULTS.tile, size, stride
+        )
+    nodes, edges, full = full_resolution_costs(node_costs, edge_costs, distances, size, stride)
+    return ImageProblem(nodes, edges, partitionable, full, stride, size, 1)
+
+
+def solve_problem(problem: ImageProblem, method: str = "parallel") -> PanopticLabeling:
+    """Solve ``problem`` with its tile (:func:`gpucops.solve` with ``method``; the backend
+    follows the costs' device) and return the labeling at image size: ``classes``/``segments``
+    ``[B, H, W]`` int64 (stride-grid labels upsampled, nearest), ``objective [B]`` of the solved
+    grid's problem."""
+    labeling = solve(*problem.inputs, method=method, tile=problem.tile)
+    if problem.stride == 1:
+        return labeling
+    return PanopticLabeling(
+        upsample_labels(labeling.classes, problem.size, problem.stride),
+        upsample_labels(labeling.segments, problem.size, problem.stride),
+        labeling.objective,
+        labeling.info,
+    )
+
+
 @dataclass
 class Prediction:
     """Panoptic predictions of a batch at image size.
@@ -191,7 +289,7 @@ class Predictor:
             ``categories``) in class order; default: those stored in the checkpoint.
     """
 
-    STRIDE = 4
+    STRIDE = STRIDE
     PAD = 32  # inputs are padded to a multiple of the backbone's largest stride
 
     def __init__(
@@ -200,88 +298,54 @@ class Predictor:
         device: str | torch.device = "cpu",
         categories: list[dict] | None = None,
     ):
-        from .trainer import TrainConfig, TrainingModule, load_checkpoint
-
-        state = load_checkpoint(checkpoint)
-        if not isinstance(state, dict) or not {"module", "config"} <= set(state):
-            raise ValueError(f"checkpoint {checkpoint} is not a gpucops training checkpoint")
-        try:
-            config = TrainConfig(**state["config"])
-        except TypeError as error:  # written by another version of gpucops
-            raise ValueError(f"checkpoint {checkpoint} has an unknown config: {error}") from None
-        partitionable = state["module"].get("layer.partitionable")
-        if partitionable is None:
-            raise ValueError(f"checkpoint {checkpoint} has no layer.partitionable")
-        self.module = TrainingModule(config, partitionable)
-        try:
-            self.module.load_state_dict(state["module"])
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()[0]
-            raise ValueError(f"checkpoint {checkpoint} does not fit its config: {first}") from None
-        self.module.to(device).eval()
         self.device = torch.device(device)
-        self.config = config
-        self.partitionable = partitionable.bool()
-        categories = categories if categories is not None else state.get("categories")
-        if categories is None:
-            categories = [
-                {"id": k, "name": f"class {k}", "isthing": int(t)}
-                for k, t in enumerate(self.partitionable.tolist())
-            ]
-        if len(categories) != len(self.partitionable):
-            raise ValueError(
-                f"the checkpoint has {len(self.partitionable)} classes but the categories "
-                f"list {len(categories)}"
-            )
-        things = [bool(c["isthing"]) for c in categories]
-        if things != self.partitionable.tolist():
-            raise ValueError("the categories' isthing flags differ from the checkpoint's classes")
-        self.categories = categories
+        self.model = load_model(checkpoint, self.device)
+        if categories is not None:
+            self.model = self.model.with_categories(categories)
+        self.partitionable = self.model.layer.partitionable.cpu()  # [K] bool
+
+    @property
+    def categories(self) -> list[dict]:
+        return self.model.categories
 
     @property
     def distances(self) -> tuple[int, ...]:
-        return tuple(self.config.distances)
+        return self.model.layer.distances
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, full_resolution: bool = False) -> Prediction:
         """Predict ``images [B, 3, H, W]`` uint8 RGB: the AMWC on the stride-4 grid with labels
         upsampled ×4, or with ``full_resolution`` on the image's own grid."""
-        from .data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
-
         if images.dim() != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
             raise ValueError(f"images must be [B, 3, H, W] uint8, got {tuple(images.shape)}")
         height, width = images.shape[-2:]
-        mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
-        inputs = (images.to(self.device).float() - mean) / std
-        pad_h, pad_w = -height % self.PAD, -width % self.PAD
-        inputs = F.pad(inputs, (0, pad_w, 0, pad_h))  # zeros = the mean colour
+        net, layer = self.model.net, self.model.layer
+        inputs = _pad_with(images.to(self.device), self.PAD, net.pixel_mean)
         grid = (-(-height // self.STRIDE), -(-width // self.STRIDE))
         timer = _Timer(self.device)
-        semantic, affinity = self.module.net(inputs)
+        semantic, affinity = net(inputs)
         semantic = semantic[..., : grid[0], : grid[1]].float()
         affinity = affinity[..., : grid[0], : grid[1]].float()
-        node_costs, edge_costs = self.module.layer.costs(semantic, affinity)
+        node_costs, edge_costs = layer.costs(semantic, affinity)
         seconds = {"model": timer.lap()}
-        distances, tile = self.distances, DEFAULTS.tile
-        if full_resolution:
-            node_costs, edge_costs, distances = full_resolution_costs(
-                node_costs, edge_costs, distances, (height, width), self.STRIDE
-            )
-            tile = self.STRIDE  # see full_resolution_costs
-        labeling = solve(
-            node_costs, edge_costs, self.partitionable.to(self.device), distances,
-            method=self.config.solver_method, tile=tile,
+        problem = build_problem(
+            node_costs, edge_costs, layer.partitionable, layer.distances, (height, width),
+            full_resolution, self.STRIDE,
         )  # fmt: skip
-        if not full_resolution:
-            labeling = PanopticLabeling(
-                upsample_labels(labeling.classes, (height, width), self.STRIDE),
-                upsample_labels(labeling.segments, (height, width), self.STRIDE),
-                labeling.objective,
-                labeling.info,
-            )
+        labeling = solve_problem(problem, layer.method)
         seconds["solver"] = timer.lap()
         return Prediction(labeling, semantic, affinity, seconds)
+
+
+def _pad_with(images: torch.Tensor, multiple: int, colour: torch.Tensor) -> torch.Tensor:
+    """``images [B, 3, H, W]`` → float ``[B, 3, H', W']``, padded at the bottom and right to
+    multiples of ``multiple`` with ``colour [3, 1, 1]`` (the network's mean colour: zeros once
+    it normalises, as detectron2 pads normalised images)."""
+    height, width = images.shape[-2:]
+    size = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    padded = colour.expand(images.shape[0], 3, *size).clone()
+    padded[..., :height, :width] = images
+    return padded
 
 
 class _Timer:

@@ -6,7 +6,8 @@ config and its step: the batch of step s (each rank's share of a per-epoch permu
 (seed, epoch)), the augmentation (seeded by (seed, epoch, index)), the cost dropout and the λ draw
 (seeded by (seed, step)); the global torch RNG state (decoder dropout) is saved in every
 checkpoint. So ``--resume`` continues exactly. Checkpoints are written atomically (temporary file,
-fsync, rename): a run killed mid-write leaves the previous checkpoint intact.
+fsync, rename; :mod:`gpucops.checkpoint`): a run killed mid-write leaves the previous checkpoint
+intact.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import load_checkpoint, model_entries, save_checkpoint
 from .data import (
     CityscapesPanoptic,
     CocoPanoptic,
@@ -35,7 +37,7 @@ from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_p
 from .metrics import PanopticQuality
 from .model import COPSNet, ModelConfig, load_backbone_weights
 
-__all__ = ["TrainConfig", "TrainingModule", "load_checkpoint", "save_checkpoint", "train"]
+__all__ = ["TrainConfig", "TrainingModule", "train"]
 
 
 @dataclass
@@ -101,26 +103,6 @@ class TrainConfig:
         return config
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over ``path`` (a crash leaves the old file or the new one, never half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _datasets(config: TrainConfig):
     root = Path(config.data_root)
     kwargs = dict(
@@ -160,10 +142,9 @@ class TrainingModule(nn.Module):
     def __init__(self, config: TrainConfig, partitionable: torch.Tensor):
         super().__init__()
         self.config = config
-        preset = ModelConfig.tiny if config.model == "tiny" else ModelConfig
         self.net = COPSNet(
-            preset(
-                num_classes=config.num_classes, distances=config.distances,
+            ModelConfig.preset(
+                config.model, num_classes=config.num_classes, distances=config.distances,
                 pool_size=config.crop_size,
             )
         )  # fmt: skip
@@ -347,10 +328,11 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save_checkpoint(
                     checkpoint_path,
-                    {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": step,
-                     "rng": torch.get_rng_state(), "config": dataclasses.asdict(config),
-                     "categories": train_set.categories},
+                    {"module": module.state_dict(),
+                     **model_entries(module.net, module.layer, train_set.categories),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "step": step, "rng": torch.get_rng_state(),
+                     "config": dataclasses.asdict(config)},
                 )  # fmt: skip
             if step % config.validate_every == 0 or step == config.steps:
                 result = validate(module, val_set, device)

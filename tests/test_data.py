@@ -54,6 +54,11 @@ def test_loader_targets_follow_the_annotations(dataset_root):
     expected = torch.from_numpy(np.where((train_ids < 0) | (train_ids == 255), 255, train_ids))
     assert torch.equal(item["semantic"], expected)
     assert item["image"].shape == (3, 64, 128) and item["classes"].shape == (16, 32)
+    # the image's raw pixels (the network normalises)
+    image = Image.open(
+        dataset_root / "leftImg8bit/train/synthetic/synthetic_000000_000001_leftImg8bit.png"
+    )
+    assert torch.equal(item["image"], torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
     # stride-4 maps sample pixel (2 + 4i, 2 + 4j)
     assert torch.equal(item["classes"], torch.where(expected == 255, -1, expected)[2::4, 2::4])
     assert torch.equal(item["void"], item["classes"] < 0)

@@ -1,20 +1,32 @@
-"""Inference helpers: the full-resolution problem, label upsampling, small-segment removal."""
+"""Inference: the full-resolution problem, the problem builder and its tile, label upsampling,
+small-segment removal, and the Predictor (which must not import the trainer)."""
 
 from __future__ import annotations
 
+import copy
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpucops
 from gpucops.grid import edge_values_to_maps, grid_edges, stride_samples
 from gpucops.inference import (
+    Predictor,
+    build_problem,
     full_resolution_costs,
     full_resolution_distances,
     remove_small_segments,
+    solve_problem,
     upsample_labels,
 )
+from gpucops.solver import DEFAULTS
+from tests.checkpoints import write_tiny_checkpoint
 
 DISTANCES = (1, 4, 8)
 
@@ -163,3 +175,79 @@ def test_remove_small_segments_voids_exactly_the_small_ones(
 def test_remove_small_segments_rejects_bad_shapes():
     with pytest.raises(ValueError, match="classes and segments"):
         remove_small_segments(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([True]))
+
+
+def _stride_costs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random costs of a batch of 2 on a 6×7 stride-4 grid, K = 3, D = (1, 4)."""
+    generator = torch.Generator().manual_seed(seed)
+    nodes = torch.randn(2, 3, 6, 7, generator=generator)
+    edges = torch.randn(2, 4, 6, 7, generator=generator)
+    return nodes, edges, torch.tensor([False, True, True])
+
+
+def test_stride_problems_keep_the_costs_and_the_solvers_tile_and_upsample_the_labels():
+    nodes, edges, partitionable = _stride_costs()
+    problem = build_problem(nodes, edges, partitionable, (1, 4), (22, 27))
+    assert (problem.tile, problem.stride, problem.distances) == (DEFAULTS.tile, 4, (1, 4))
+    assert problem.node_costs is nodes and problem.edge_costs is edges
+    labeling = solve_problem(problem)
+    direct = gpucops.solve(nodes, edges, partitionable, (1, 4))
+    assert torch.equal(labeling.classes, upsample_labels(direct.classes, (22, 27)))
+    assert torch.equal(labeling.segments, upsample_labels(direct.segments, (22, 27)))
+    torch.testing.assert_close(labeling.objective, direct.objective)
+
+
+def test_full_resolution_problems_carry_the_stride_as_their_tile():
+    nodes, edges, partitionable = _stride_costs(1)
+    problem = build_problem(nodes, edges, partitionable, (1, 4), (22, 27), full_resolution=True)
+    full_nodes, full_edges, full = full_resolution_costs(nodes, edges, (1, 4), (22, 27))
+    assert (problem.tile, problem.stride, problem.distances) == (4, 1, full)
+    assert torch.equal(problem.node_costs, full_nodes)
+    assert torch.equal(problem.edge_costs, full_edges)
+    labeling = solve_problem(problem, "parallel")
+    direct = gpucops.solve(full_nodes, full_edges, partitionable, full, tile=4)
+    assert labeling.classes.shape == (2, 22, 27)
+    assert torch.equal(labeling.segments, direct.segments)
+    with pytest.raises(ValueError, match="size"):
+        build_problem(nodes, edges, partitionable, (1, 4), (25, 27))
+
+
+def test_predictor_normalises_once_and_pads_with_the_mean_colour(tmp_path):
+    """The Predictor's logits equal the earlier pipeline's: normalise the pixels, pad with
+    zeros to a multiple of 32, run a network that does not normalise."""
+    write_tiny_checkpoint(tmp_path / "c.pt")
+    predictor = Predictor(tmp_path / "c.pt")
+    images = torch.randint(0, 256, (2, 3, 40, 56), dtype=torch.uint8)
+    prediction = predictor(images)
+    assert prediction.labeling.classes.shape == (2, 40, 56)
+    net = copy.deepcopy(predictor.model.net)
+    mean, std = net.pixel_mean.clone(), net.pixel_std.clone()
+    net.pixel_mean.zero_()
+    net.pixel_std.fill_(1.0)
+    with torch.no_grad():
+        semantic, affinity = net(F.pad((images.float() - mean) / std, (0, 8, 0, 24)))
+    torch.testing.assert_close(prediction.semantic_logits, semantic[..., :10, :14], rtol=0, atol=0)
+    torch.testing.assert_close(prediction.affinity_logits, affinity[..., :10, :14], rtol=0, atol=0)
+
+
+def test_inference_and_the_predictor_import_nothing_of_the_trainer(tmp_path):
+    """In a fresh interpreter: importing gpucops.inference, loading a checkpoint into a
+    Predictor, predicting and importing the command line leave gpucops.trainer unimported."""
+    write_tiny_checkpoint(tmp_path / "c.pt")
+    code = f"""
+        import sys
+        import torch
+        import gpucops.inference
+        assert "gpucops.trainer" not in sys.modules, "imported by gpucops.inference"
+        predictor = gpucops.inference.Predictor({str(tmp_path / "c.pt")!r})
+        images = torch.zeros(1, 3, 40, 56, dtype=torch.uint8)
+        assert predictor(images, full_resolution=True).labeling.classes.shape == (1, 40, 56)
+        assert "gpucops.trainer" not in sys.modules, "imported by the Predictor"
+        import gpucops.cli
+        assert "gpucops.trainer" not in sys.modules, "imported by the command line"
+        print("the trainer was not imported")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600
+    )
+    assert "the trainer was not imported" in result.stdout, result.stderr[-3000:]

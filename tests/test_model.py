@@ -65,6 +65,37 @@ def test_network_outputs_and_gradient_paths():
         COPSNet(ModelConfig.tiny(distances=(4, 8)))
 
 
+def test_the_network_normalises_raw_pixels_once_with_its_buffers():
+    """uint8 and float 0–255 inputs give the same logits; they equal those of a network without
+    normalisation (mean 0, std 1) fed the normalised image; the statistics are config, not
+    weights (a state dict without them loads)."""
+    torch.manual_seed(0)
+    model = COPSNet(ModelConfig.tiny(num_classes=3, distances=(1, 4))).eval()
+    identity = COPSNet(
+        ModelConfig.tiny(num_classes=3, distances=(1, 4), pixel_mean=(0, 0, 0), pixel_std=(1, 1, 1))
+    ).eval()
+    identity.load_state_dict(model.state_dict())
+    assert "pixel_mean" not in model.state_dict()
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    mean = torch.tensor(ModelConfig.pixel_mean).view(3, 1, 1)
+    std = torch.tensor(ModelConfig.pixel_std).view(3, 1, 1)
+    with torch.no_grad():
+        raw = model(images)
+        torch.testing.assert_close(model(images.float()), raw, rtol=0, atol=0)
+        torch.testing.assert_close(identity((images.float() - mean) / std), raw, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="pixel_std"):
+        COPSNet(ModelConfig.tiny(pixel_std=(1.0, 0.0, 1.0)))
+    with pytest.raises(ValueError, match="images"):
+        model(images[:, :1])
+
+
+def test_model_presets():
+    assert ModelConfig.preset("full", num_classes=7) == ModelConfig(num_classes=7)
+    assert ModelConfig.preset("tiny", distances=(1, 4)) == ModelConfig.tiny(distances=(1, 4))
+    with pytest.raises(ValueError, match="model must be"):
+        ModelConfig.preset("huge")
+
+
 def test_one_image_per_process_trains():
     """No batch norm after the ASPP's global pooling: a batch of one trains."""
     model = COPSNet(ModelConfig.tiny(num_classes=3, distances=(1, 4))).train()

@@ -2,7 +2,9 @@
 
 For each image size and batch size: the COPS network (``--model``, random weights, random
 images) with its cost kernels; the AMWC solve on the stride-4 grid and on the full-resolution
-grid (:func:`gpucops.inference.full_resolution_costs`) by the parallel solver on ``--device``
+grid (:func:`gpucops.inference.full_resolution_costs`) — the problems and solves of ``gpucops
+predict`` (:func:`gpucops.inference.build_problem`, :func:`gpucops.inference.solve_problem`,
+labels at image size) — by the parallel solver on ``--device``
 (and on the CPU host build too when that is a GPU); the sequential reference in the same run
 where the problem is small enough (``--sequential-limit``); and the whole inference (network,
 costs, upsampling, solve, labels at image size). Medians over ``--repeats`` after ``--warmup``
@@ -25,19 +27,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..inference import full_resolution_costs, upsample_labels
+from ..inference import STRIDE, ImageProblem, build_problem, solve_problem
 from ..layer import AMWCLayer
 from ..model import COPSNet, ModelConfig
 from ..objectives import trivial_objective
-from ..solver import DEFAULTS, solve
 from ..synthetic import class_roles, make_problem
 from ..timing import median_time
 from .predict import resolve_device
 from .table import format_table
 
 __all__ = ["HELP", "add_arguments", "run"]
-
-STRIDE = 4
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -65,49 +64,45 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
     problem = make_problem(batch, *grid, args.classes, distances, seed=0, device=device)
 
     def network() -> tuple[torch.Tensor, torch.Tensor]:
-        semantic, affinity = model(images.float() / 255)
+        semantic, affinity = model(images)  # raw uint8: the network normalises
         return layer.costs(semantic[..., : grid[0], : grid[1]], affinity[..., : grid[0], : grid[1]])
 
     _, model_s = median_time(network, device, args.repeats, args.warmup)
     rows = []
     for resolution in args.resolutions:
         full = resolution == "full"
-        node_costs, edge_costs, solve_distances = (
-            full_resolution_costs(problem.node_costs, problem.edge_costs, distances, size, STRIDE)
-            if full else (problem.node_costs, problem.edge_costs, distances)
-        )  # fmt: skip
-        inputs = (node_costs, edge_costs, problem.partitionable, solve_distances)
-        tile = STRIDE if full else DEFAULTS.tile  # see full_resolution_costs
+
+        def build(full: bool = full) -> ImageProblem:
+            return build_problem(
+                problem.node_costs, problem.edge_costs, problem.partitionable, distances, size,
+                full,
+            )  # fmt: skip
+
+        solved = build()
         labeling, solver_s = median_time(
-            lambda i=inputs, t=tile: solve(*i, tile=t), device, args.repeats, args.warmup
+            lambda p=solved: solve_problem(p), device, args.repeats, args.warmup
         )
+        solved_h, solved_w = solved.node_costs.shape[-2:]
         row = {
             "size": f"{height}x{width}", "batch": batch, "resolution": resolution,
-            "grid": f"{node_costs.shape[-2]}x{node_costs.shape[-1]}", "K": args.classes,
-            "device": str(device), "model_s": model_s, "solver_s": solver_s,
-            "rounds": labeling.info.get("rounds"),
+            "grid": f"{solved_h}x{solved_w}", "K": args.classes, "device": str(device),
+            "model_s": model_s, "solver_s": solver_s, "rounds": labeling.info.get("rounds"),
         }  # fmt: skip
         if device.type != "cpu":
-            host = tuple(x.cpu() if torch.is_tensor(x) else x for x in inputs)
-            _, row["solver_cpu_s"] = median_time(
-                lambda i=host, t=tile: solve(*i, tile=t), "cpu", 1, 1
-            )
-        if batch * node_costs.shape[-2] * node_costs.shape[-1] <= args.sequential_limit:
+            host = solved.to("cpu")
+            _, row["solver_cpu_s"] = median_time(lambda p=host: solve_problem(p), "cpu", 1, 1)
+        if batch * solved_h * solved_w <= args.sequential_limit:
             reference, row["sequential_s"] = median_time(
-                lambda i=inputs: solve(*i, method="sequential"), device, 1, 0
+                lambda p=solved: solve_problem(p, "sequential"), device, 1, 0
             )
-            trivial = trivial_objective(*inputs)
+            trivial = trivial_objective(*solved.inputs)
             gained = (trivial - labeling.objective) / (trivial - reference.objective)
             row["speedup"] = row["sequential_s"] / solver_s
             row["quality"] = float(gained.min())
 
-        def inference(full: bool = full, tile: int = tile) -> torch.Tensor:
+        def inference(build=build) -> torch.Tensor:
             network()  # the solver gets the synthetic costs instead (module docstring)
-            nodes, edges, used = problem.node_costs, problem.edge_costs, distances
-            if full:
-                nodes, edges, used = full_resolution_costs(nodes, edges, distances, size, STRIDE)
-            result = solve(nodes, edges, problem.partitionable, used, tile=tile)
-            return result.segments if full else upsample_labels(result.segments, size, STRIDE)
+            return solve_problem(build()).segments
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -129,8 +124,8 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("--repeats and --batch-sizes must be ≥ 1, --warmup ≥ 0")
     device = resolve_device(args.device)
     distances = tuple(args.distances)
-    preset = ModelConfig.tiny if args.model == "tiny" else ModelConfig
-    model = COPSNet(preset(num_classes=args.classes, distances=distances)).to(device).eval()
+    config = ModelConfig.preset(args.model, num_classes=args.classes, distances=distances)
+    model = COPSNet(config).to(device).eval()
     _, partitionable = class_roles(args.classes)
     layer = AMWCLayer(partitionable, distances).to(device).eval()
     rows = []

@@ -8,7 +8,8 @@ ground truth on the stride-4 grid with spatially correlated noise
 evaluation, not a model). Each dataset is solved as one batch at stride 4 (labels upsampled ×4,
 as COPS does) and at full resolution (costs upsampled,
 :func:`gpucops.inference.full_resolution_costs`), by the parallel solver on every available
-backend and by the sequential reference. Every result
+backend and by the sequential reference — the problems and solves of ``gpucops predict``
+(:func:`gpucops.inference.build_problem`, :func:`gpucops.inference.solve_problem`). Every result
 is written as COCO-panoptic PNG + JSON and evaluated against the ground truth files with
 :func:`gpucops.metrics.evaluate_panoptic`.
 
@@ -29,12 +30,11 @@ import torch
 from tqdm import tqdm
 
 from ..data import CityscapesPanoptic, PanopticWriter, voc_sample, write_synthetic_cityscapes
-from ..data.panoptic_dataset import PIXEL_MEAN, PIXEL_STD
 from ..grid import stride_samples
-from ..inference import full_resolution_costs, remove_small_segments, upsample_labels
+from ..inference import STRIDE, build_problem, remove_small_segments, solve_problem
 from ..metrics import SemanticIoU, evaluate_panoptic
 from ..objectives import trivial_objective
-from ..solver import DEFAULTS, solve
+from ..solver import solve
 from ..synthetic import make_problem, noisy_costs
 from ..timing import median_time
 from ..visualize import save_comparison
@@ -42,7 +42,6 @@ from .table import format_table, markdown_table
 
 __all__ = ["HELP", "add_arguments", "run"]
 
-STRIDE = 4
 DISTANCES = (1, 4, 16, 32, 64)  # COPS' Cityscapes distances, on the stride-4 grid
 
 
@@ -68,13 +67,8 @@ def _synthetic(args: argparse.Namespace) -> Scenes:
     )
     dataset = CityscapesPanoptic(root, "val", distances=(1,), stride=1)
     items = [dataset[i] for i in range(len(dataset))]
-    # the dataset's images come normalised; the pictures want the pixels back
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-    images = [
-        (item["image"] * std + mean).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        for item in items
-    ]
+    # raw pixels (float, whole numbers without augmentation) for the pictures
+    images = [item["image"].byte().permute(1, 2, 0).numpy() for item in items]
     gt_json = root / "gtFine" / "cityscapes_panoptic_val_trainId.json"
     return Scenes(
         "synthetic",
@@ -146,40 +140,31 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
     size = tuple(scenes.classes.shape[-2:])
     node_costs, edge_costs, distances = _stride_costs(scenes, args.seed)
     problems = {
-        "stride 4": (node_costs, edge_costs, distances),
-        "full": full_resolution_costs(node_costs, edge_costs, distances, size, STRIDE),
+        resolution: build_problem(
+            node_costs, edge_costs, scenes.partitionable, distances, size, resolution == "full"
+        )
+        for resolution in ("stride 4", "full")
     }
     # COPS' small-segment removal: Cityscapes' areas (things 200, stuff 2048 pixels of a
     # 1024×2048 image), scaled to this image size
     scale = size[0] * size[1] / (1024 * 2048)
     areas = (200 * scale, 2048 * scale)
     rows, pictures = [], {}
-    for resolution, (nodes, edges, distances) in problems.items():
-        trivial = trivial_objective(nodes, edges, scenes.partitionable, distances)
+    for resolution, problem in problems.items():
+        trivial = trivial_objective(*problem.inputs)
+        grid = problem.node_costs.shape[-2:]
         reference = None
         for label, method, backend in _solvers():
             bar.set_description(f"{scenes.name} {resolution} {label}")
             device = torch.device("cuda" if backend == "cuda" else "cpu")
-            inputs = (
-                nodes.to(device),
-                edges.to(device),
-                scenes.partitionable.to(device),
-                distances,
-            )
-            # full resolution: tile = the upsampling factor (see full_resolution_costs)
-            tile = STRIDE if resolution == "full" else DEFAULTS.tile
+            on_device = problem.to(device)
             labeling, seconds = median_time(
-                lambda inputs=inputs, method=method, tile=tile: solve(
-                    *inputs, method=method, tile=tile
-                ),
+                lambda on=on_device, method=method: solve_problem(on, method),
                 device,
                 repeats=1,
                 warmup=0,
             )
-            classes, segments = labeling.classes.cpu(), labeling.segments.cpu()
-            if resolution == "stride 4":
-                classes = upsample_labels(classes, size, STRIDE)
-                segments = upsample_labels(segments, size, STRIDE)
+            classes, segments = labeling.classes.cpu(), labeling.segments.cpu()  # image size
             segments = remove_small_segments(classes, segments, scenes.partitionable, *areas)
             semantic = SemanticIoU(len(scenes.categories), ignore_index=-1)
             semantic.update(classes, scenes.classes)
@@ -200,7 +185,7 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
             rows.append(
                 {
                     "data": scenes.name,
-                    "resolution": f"{resolution} ({nodes.shape[-2]}×{nodes.shape[-1]})",
+                    "resolution": f"{resolution} ({grid[0]}×{grid[1]})",
                     "solver": label,
                     "seconds_per_image": seconds / len(scenes.image_ids),
                     "speedup": reference[1] / seconds,

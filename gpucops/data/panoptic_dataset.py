@@ -8,12 +8,13 @@ and for :func:`gpucops.data.synthetic_cityscapes.write_synthetic_cityscapes` ali
 with its PNG folder; its category ids become contiguous class indices in id order (133 classes,
 80 things). Local paths only.
 
-Each item holds the normalised image, the full-resolution semantic target, and at the solver's
-stride (``array[s//2::s, s//2::s]``, as the official target generator subsamples) the class and
-segment maps the AMWC layer and the PQ surrogate take, the void mask, and the affinity targets
-and weights of the official code (``reference/cops-official-code.md`` §4.4). Training
-augmentation (supplementary Table 2): random scale, random crop, horizontal flip, drawn from a
-generator seeded by (seed, epoch, index), so a resumed run sees the same crops.
+Each item holds the image (raw RGB, float32 in 0–255: the network normalises it, see
+:class:`gpucops.model.COPSNet`), the full-resolution semantic target, and at the solver's stride
+(``array[s//2::s, s//2::s]``, as the official target generator subsamples) the class and segment
+maps the AMWC layer and the PQ surrogate take, the void mask, and the affinity targets and weights
+of the official code (``aabbas90/COPS``, ``affinityNet/panoptic_affinity/target_generator.py``).
+Training augmentation (supplementary Table 2): random scale, random crop, horizontal flip, drawn
+from a generator seeded by (seed, epoch, index), so a resumed run sees the same crops.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from torch.utils.data import Dataset
 from ..grid import cut_maps, edge_weight_maps
 from .panoptic_files import read_panoptic_json, rgb2id
 
-__all__ = ["PIXEL_MEAN", "PIXEL_STD", "CityscapesPanoptic", "CocoPanoptic", "PanopticDataset"]
+__all__ = ["CityscapesPanoptic", "CocoPanoptic", "PanopticDataset"]
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 IGNORE = 255
 
 
@@ -175,10 +174,8 @@ class PanopticDataset(Dataset):
         small = ids[offset :: self.stride, offset :: self.stride]
         classes, segments_small = category[small], segment[small]
         void = classes == IGNORE
-        mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-        std = torch.tensor(PIXEL_STD).view(3, 1, 1)
         return {
-            "image": (image - mean) / std,
+            "image": image,
             "semantic": semantic,
             "semantic_weight": semantic_weight[ids],
             "classes": torch.where(void, -1, classes),

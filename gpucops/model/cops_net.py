@@ -1,12 +1,21 @@
-"""The COPS network (``reference/cops-official-code.md`` §4): a ResNet backbone, two DeepLabV3+
-decoders (semantic, affinity), the semantic head, and the affinity head with one classifier per
-edge distance — d = 1 reads the affinity features directly, d > 1 reads the centre-matched
-feature differences S_d of :func:`gpucops.kernels.edge_feature_shift`.
+"""The COPS network (Abbas & Swoboda, NeurIPS 2021, arXiv 2106.03188; official code: the
+``aabbas90/COPS`` repository, ``affinityNet/panoptic_affinity/panoptic_seg_affinity.py``): a
+ResNet backbone, two DeepLabV3+ decoders (semantic, affinity), the semantic head, and the affinity
+head with one classifier per edge distance — d = 1 reads the affinity features directly, d > 1
+reads the centre-matched feature differences S_d of :func:`gpucops.kernels.edge_feature_shift`.
 
 Outputs at stride 4: ``semantic_logits [B, K, H/4, W/4]`` and ``affinity_logits [B, 2·|D|, H/4,
 W/4]`` (channel 2i: row edges of distance i, 2i + 1: col edges; a high logit = "cut"), the
-layouts :class:`gpucops.layer.AMWCLayer` takes. Simplification: ASPP's image pooling is global
-average pooling (the official head pools with a kernel fixed by the training crop).
+layouts :class:`gpucops.layer.AMWCLayer` takes.
+
+Inputs are raw RGB images (uint8, or float in 0–255). The network normalises them itself with its
+``pixel_mean`` / ``pixel_std`` buffers, as detectron2's models (the official one among them) do,
+so the data pipeline and the inference cannot normalise twice or differently.
+
+ASPP's image pooling averages over a window of the training crop's size
+(``ModelConfig.pool_size``, detectron2's ``pool_kernel_size``, as the official head does): global
+on a crop-sized input; on a larger one an average with stride 1 over every crop-sized window,
+upsampled bilinearly to the feature map. Without ``pool_size`` it is global average pooling.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ from ..kernels import edge_feature_shift
 from .resnet import ResNet
 
 __all__ = ["COPSNet", "ModelConfig"]
+
+# ImageNet statistics of RGB pixels in 0–255 (detectron2's and the official configs' defaults)
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 @dataclass
@@ -44,6 +57,18 @@ class ModelConfig:
     # pool_kernel_size), so the pooling is global on training crops and keeps that window on
     # larger inference images; None: always global
     pool_size: tuple[int, int] | None = None
+    pixel_mean: tuple[float, float, float] = PIXEL_MEAN  # subtracted from the RGB input
+    pixel_std: tuple[float, float, float] = PIXEL_STD  # then divided by
+
+    @classmethod
+    def preset(cls, name: str, **fields) -> ModelConfig:
+        """``"full"`` (COPS' sizes: the defaults) or ``"tiny"`` (:meth:`tiny`), with ``fields``
+        (e.g. ``num_classes``, ``distances``) set."""
+        if name == "full":
+            return cls(**fields)
+        if name == "tiny":
+            return cls.tiny(**fields)
+        raise ValueError(f"model must be 'tiny' or 'full', got {name!r}")
 
     @classmethod
     def tiny(
@@ -82,7 +107,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.aspp = nn.ModuleList(
             [_conv(res5, aspp, 1)] + [_separable(res5, aspp, d) for d in config.aspp_dilations]
         )
-        # no batch norm after the global pooling (as detectron2's ASPP): one value per channel
+        # no batch norm after the image pooling (as detectron2's ASPP): one value per channel
         # would make training with one image per process impossible
         self.pool = nn.Sequential(nn.Conv2d(res5, aspp, 1), nn.ReLU())
         self.pool_window = None
@@ -121,14 +146,21 @@ class DeepLabV3PlusDecoder(nn.Module):
 
 
 class COPSNet(nn.Module):
-    """Backbone, decoders and heads; ``forward(images [B, 3, H, W])`` → (semantic logits,
-    affinity logits) at stride 4."""
+    """Pixel normalisation, backbone, decoders and heads; ``forward(images [B, 3, H, W])`` →
+    (semantic logits, affinity logits) at stride 4."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         if not config.distances or config.distances[0] != 1:
             raise ValueError(f"distances must start with 1 (COPS layouts), got {config.distances}")
+        for name in ("pixel_mean", "pixel_std"):
+            values = torch.tensor(getattr(config, name), dtype=torch.float32)
+            if values.shape != (3,) or (name == "pixel_std" and not (values > 0).all()):
+                raise ValueError(f"{name} must be 3 values (std > 0), got {getattr(config, name)}")
+            # not persistent: the values are the config's (stored with it in a checkpoint), and
+            # checkpoints written before the network normalised load unchanged
+            self.register_buffer(name, values.view(3, 1, 1), persistent=False)
         self.backbone = ResNet(config.depth, config.stem, config.widths)
         channels = self.backbone.channels
         head, k = config.head_channels, config.num_classes
@@ -152,8 +184,17 @@ class COPSNet(nn.Module):
                 last = nn.Conv2d(narrow, 2, 1)
             self.classifiers.append(nn.ModuleDict({"body": body, "last": last}))
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw RGB ``images [B, 3, H, W]`` (uint8, or float in 0–255) → ``(images − pixel_mean) /
+        pixel_std`` in the buffers' dtype."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W] RGB, got {tuple(images.shape)}")
+        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(images)
+        """Raw RGB ``images [B, 3, H, W]`` (uint8, or float in 0–255; normalised here) →
+        ``semantic [B, K, H/4, W/4]``, ``affinity [B, 2·|D|, H/4, W/4]`` logits."""
+        features = self.backbone(self.normalize(images))
         semantic = self.semantic_predictor(self.semantic_head(self.semantic_decoder(features)))
         affinity_features = self.affinity_head(
             torch.cat([self.affinity_decoder(features), semantic.detach()], 1)

@@ -78,6 +78,8 @@ def solve(
         backend: ``"auto"`` (follow the inputs' device), ``"cpu"`` or ``"cuda"``.
         tile: side of the square pixel tiles inside which the parallel method first runs the
             exact sequential greedy (0 = none); see :class:`~gpucops.solver.ParallelOptions`.
+            Full-resolution problems made from stride-4 costs take the stride
+            (:func:`gpucops.inference.build_problem` pairs them with it).
         top_fraction: in (0, 1], the share of each image's positive scores that may merge per
             round of the parallel method, or None for all; see
             :class:`~gpucops.solver.ParallelOptions`.

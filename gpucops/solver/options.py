@@ -10,7 +10,7 @@ measurements that chose them):
   merges from every edge at once, before any cluster has summed its evidence; the first merges,
   where they lose most against the sequential greedy, follow the greedy's own order instead.
   0 = no pre-pass. Full-resolution problems made from stride-4 costs are solved with the stride
-  (see :func:`gpucops.inference.full_resolution_costs`).
+  (:func:`gpucops.inference.build_problem` pairs them with it).
 * ``top_fraction``: each round only the top fraction of each image's positive scores may merge,
   so merges follow the greedy order in bands of equal size, at the cost of more rounds.
   None = every positive score (fewest rounds).
