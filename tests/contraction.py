@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from gpucops.solver import ParallelOptions
+from gpucops.solver import DEFAULTS, ParallelOptions
 from gpucops.solver.backend import steps_for
-from gpucops.solver.parallel import ContractionResult, contract_parallel
+from gpucops.solver.parallel import contract_parallel
+from gpucops.solver.rounds import ContractionResult
+from gpucops.solver.steps import TorchSteps
 
 HOST = torch.device("cpu")
 
@@ -20,15 +22,17 @@ def contract(
     *,
     label_mask: torch.Tensor | None = None,
     tiles=None,
-    top_fraction: float | None = 0.3,
+    top_fraction: float | None = DEFAULTS.top_fraction,
     use_kernels: bool = True,
     **hooks,
 ) -> ContractionResult:
     """:func:`contract_parallel` with the solver's default band, on the host kernels or (with
     ``use_kernels=False``) the torch steps; ``hooks``: ``coalesced``, ``split_images``."""
+    steps = steps_for(HOST) if use_kernels else TorchSteps()
+    options = ParallelOptions(top_fraction=top_fraction)
     return contract_parallel(
-        node_costs, edges, edge_costs, image_index, num_images, label_mask, tiles,
-        ParallelOptions(top_fraction=top_fraction), steps_for(HOST, use_kernels), **hooks,
+        node_costs, edges, edge_costs, image_index, num_images, label_mask, tiles, options, steps,
+        **hooks,
     )  # fmt: skip
 
 

@@ -41,12 +41,12 @@ def _label_mask(batch: int, num_classes: int, seed: int) -> torch.Tensor:
     return mask
 
 
-def _grid_cases() -> Iterator[tuple[str, Callable[[], tuple]]]:
+def _grid_cases(device: str) -> Iterator[tuple[str, Callable[[], tuple]]]:
     shapes = [(1, 24, 40, 19), (3, 24, 40, 19), (1, 40, 64, 133), (2, 32, 48, 133), (1, 64, 96, 19)]
     for seed, (batch, height, width, classes) in enumerate(shapes):
-        problem = make_problem(batch, height, width, classes, DISTANCES, seed=seed)
+        problem = make_problem(batch, height, width, classes, DISTANCES, seed=seed, device=device)
         inputs = (problem.node_costs, problem.edge_costs, problem.partitionable, DISTANCES)
-        mask = _label_mask(batch, classes, seed)
+        mask = _label_mask(batch, classes, seed).to(device)
         for tile in (0, 4, 16):
             for masked in (False, True):
                 name = f"solve B{batch} {height}x{width} K{classes} tile{tile} mask{int(masked)}"
@@ -81,11 +81,11 @@ def random_graph(seed: int, nodes: int, classes: int, images: int) -> dict[str, 
     }
 
 
-def _graph_cases() -> Iterator[tuple[str, Callable[[], tuple]]]:
+def _graph_cases(device: str) -> Iterator[tuple[str, Callable[[], tuple]]]:
     for seed, (nodes, classes, images) in enumerate([(60, 3, 1), (200, 5, 3), (500, 19, 4)]):
-        graph = random_graph(seed, nodes, classes, images)
-        tiles = torch.arange(nodes) // 7
-        mask = _label_mask(images, classes, seed)
+        graph = {k: v.to(device) for k, v in random_graph(seed, nodes, classes, images).items()}
+        tiles = (torch.arange(nodes) // 7).to(device)
+        mask = _label_mask(images, classes, seed).to(device)
         for name, options in (
             ("default", {}),
             ("tiles", {"tiles": tiles}),
@@ -99,14 +99,15 @@ def _graph_cases() -> Iterator[tuple[str, Callable[[], tuple]]]:
             yield f"solve_graph N{nodes} K{classes} I{images} {name}", run
 
 
-def cases() -> Iterator[tuple[str, Callable[[], tuple]]]:
-    yield from _grid_cases()
-    yield from _graph_cases()
+def cases(device: str = "cpu") -> Iterator[tuple[str, Callable[[], tuple]]]:
+    """Every recorded case, its inputs on ``device`` (the results must not depend on it)."""
+    yield from _grid_cases(device)
+    yield from _graph_cases(device)
 
 
-def current_hashes() -> dict[str, str]:
+def current_hashes(device: str = "cpu") -> dict[str, str]:
     hashes = {}
-    for name, run in cases():
+    for name, run in cases(device):
         result = run()
         segments = result.segments if hasattr(result, "segments") else result.clusters
         hashes[name] = labeling_hash(result.classes, segments, result.objective)

@@ -118,3 +118,19 @@ def test_image_by_image_equals_one_graph():
     assert sum(apart[2]) > 0
     for got, expected in zip(apart, together, strict=True):
         assert got == expected if isinstance(got, list) else torch.equal(got, expected)
+
+
+def test_refine_honours_the_label_mask():
+    p = make_problem(2, 24, 32, 19, distances=(1, 4, 16), seed=3)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    mask = torch.zeros(2, 19, dtype=torch.bool)
+    mask[0, 11:] = True  # image 0: no thing class (11–18 are Cityscapes' things)
+    plain = gpucops.solve(*args, tile=0, top_fraction=None, label_mask=mask)
+    refined = gpucops.refine(plain, *args, label_mask=mask)
+    assert not mask[0][refined.classes[0]].any()
+    assert torch.equal(refined.classes, plain.classes)
+    check = gpucops.objective(*args[:3], refined.classes, refined.segments, p.distances)
+    torch.testing.assert_close(check, refined.objective)
+    assert (refined.objective <= plain.objective).all()
+    with pytest.raises(ValueError, match="label_mask"):
+        gpucops.refine(plain, *args, label_mask=mask[:1])

@@ -14,6 +14,7 @@ import gpucops
 from gpucops.solver.sequential import contract_sequential
 from gpucops.synthetic import make_problem
 from tests.contraction import contract as contract_parallel
+from tests.golden import random_graph
 from tests.reference import brute_force_optimum, multicut_objective, naive_objective, tile_ids
 from tests.strategies import small_graphs
 
@@ -184,3 +185,29 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
     # segment ids are numbered by first node, which the interleaving keeps within an image
     assert torch.equal(lab.clusters[position].view(2, 10, 12), grid.segments)
     torch.testing.assert_close(lab.objective, grid.objective, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_the_inputs_are_left_untouched(use_kernels):
+    # float64 row-major costs, nodes grouped by image (no reordering copy) and a label mask: the
+    # case where a float64 working copy could be the caller's own tensor
+    graph = random_graph(3, 200, 5, 3)
+    order = torch.argsort(graph["image_index"], stable=True)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(200)
+    graph["node_costs"] = graph["node_costs"][order].double()
+    graph["image_index"] = graph["image_index"][order]
+    graph["edges"] = position[graph["edges"]]
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[:, 1] = True
+    before = {name: tensor.clone() for name, tensor in graph.items()}
+    image_index = graph["image_index"]
+    contract_parallel(
+        graph["node_costs"], graph["edges"], graph["edge_costs"], image_index, 3,
+        label_mask=mask, use_kernels=use_kernels,
+    )  # fmt: skip
+    for method in ("parallel", "sequential"):
+        gpucops.solve_graph(**graph, method=method, label_mask=mask)
+    for name, tensor in graph.items():
+        assert torch.equal(tensor, before[name]), name
+    assert mask.sum() == 3

@@ -198,3 +198,23 @@ def test_bad_tiles_are_refused(tiles, message):
     edges = torch.tensor([[0, 1], [2, 3]])
     with pytest.raises(ValueError, match=message):
         gpucops.solve_graph(costs, edges, torch.ones(2), torch.tensor([True, False]), tiles=tiles)
+
+
+def test_tiles_given_per_node_follow_their_nodes_when_images_are_interleaved():
+    p = make_problem(2, 16, 20, 19, distances=(1, 4), seed=9)
+    nodes, edges, weights, image_index = grid_to_graph(p.node_costs, p.edge_costs, p.distances)
+    tiles = tile_ids(16, 20, 4).repeat(2) + 20 * image_index  # 4×4 tiles, 20 per image
+    # image 1's node i right after image 0's node i: the order within each image stays
+    n = nodes.shape[0]
+    order = torch.argsort(torch.arange(n) % (n // 2) * 2 + image_index)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n)
+    grouped = gpucops.solve_graph(nodes, edges, weights, p.partitionable, image_index, tiles=tiles)
+    interleaved = gpucops.solve_graph(
+        nodes[order], position[edges], weights, p.partitionable, image_index[order],
+        tiles=tiles[order],
+    )  # fmt: skip
+    assert grouped.info["tile_merges"] > 100
+    assert interleaved.info["tile_merges"] == grouped.info["tile_merges"]
+    assert torch.equal(interleaved.classes[position], grouped.classes)
+    assert torch.equal(interleaved.clusters[position], grouped.clusters)

@@ -77,11 +77,12 @@ def solve(
             Algorithm 2 of the COPS supplementary).
         backend: ``"auto"`` (follow the inputs' device), ``"cpu"`` or ``"cuda"``.
         tile: side of the square pixel tiles inside which the parallel method first runs the
-            exact sequential greedy (0 = none); see :class:`~gpucops.solver.ParallelOptions`.
+            exact sequential greedy (0 = none; the sequential method ignores it); see
+            :class:`~gpucops.solver.ParallelOptions`.
             Full-resolution problems made from stride-4 costs take the stride
             (:func:`gpucops.inference.build_problem` pairs them with it).
         top_fraction: in (0, 1], the share of each image's positive scores that may merge per
-            round of the parallel method, or None for all; see
+            round of the parallel method (the sequential one ignores it), or None for all; see
             :class:`~gpucops.solver.ParallelOptions`.
         label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
             labels of a batch of multiway cuts with different label counts).

@@ -25,14 +25,13 @@ from pathlib import Path
 import torch
 
 from .hostbuild import DEFAULT_FLAGS, build_library
-from .steps import Steps, TorchSteps
+from .steps import LOW32, Steps, TorchSteps, unpack_picks
 
 __all__ = ["KernelSteps", "cuda_sources", "steps_for"]
 
-_LOW32 = 0xFFFFFFFF
 _THREADS = 256
-_i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
-# argument types of each kernel, in order: "i" long long, "d" double, "p" pointer
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+# argument types of each kernel, in order: "i" long long, "p" pointer
 _SIGNATURES = {
     "row_min": "iippp",
     "score_pick": "iippppppp",
@@ -82,7 +81,7 @@ def _host_library(flags: tuple[str, ...]) -> ctypes.CDLL:
     for name, signature in _SIGNATURES.items():
         function = getattr(library, name)
         function.restype = None
-        function.argtypes = [{"i": _i64, "d": _f64, "p": _ptr}[code] for code in signature]
+        function.argtypes = [{"i": _i64, "p": _ptr}[code] for code in signature]
     return library
 
 
@@ -148,7 +147,7 @@ class KernelSteps(Steps):
             if code == "p":
                 converted.append(cupy.from_dlpack(value))
             else:
-                converted.append(numpy.int64(value) if code == "i" else numpy.float64(value))
+                converted.append(numpy.int64(value))
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream)
         function = _cuda_module(self.device.index or 0).get_function(name)
         threads = _THREADS_OF.get(name, _THREADS)
@@ -183,14 +182,14 @@ class KernelSteps(Steps):
             weights.contiguous(), costs.contiguous(), minimum.contiguous(), argmin.contiguous(),
             scores, best,
         )  # fmt: skip
-        return scores, torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
+        return scores, unpack_picks(best)
 
     def pick(self, scores, edges, num_clusters):
         best = self._temporary("best", num_clusters).zero_()
         self._launch(
             "pick", scores.shape[0], scores.shape[0], edges.contiguous(), scores.contiguous(), best
         )
-        return torch.where(best > 0, _LOW32 - (best & _LOW32), -1)
+        return unpack_picks(best)
 
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
@@ -221,7 +220,7 @@ class KernelSteps(Steps):
         payloads in slot order (read in item order while filling, so no random gather later) —
         kept buffers under ``name`` (a second sort alive at the same time needs another
         name)."""
-        if keys.shape[0] > _LOW32 or num_buckets >= 1 << 31:
+        if keys.shape[0] > LOW32 or num_buckets >= 1 << 31:
             raise ValueError(
                 f"the contraction kernels take at most 2^32 items and 2^31 buckets, got "
                 f"{keys.shape[0]} items and {num_buckets} buckets"
@@ -335,10 +334,9 @@ class KernelSteps(Steps):
 _PER_THREAD = threading.local()
 
 
-def steps_for(device: torch.device, use_kernels: bool = True) -> Steps:
+def steps_for(device: torch.device) -> Steps:
     """The steps for ``device``: its kernels (:class:`KernelSteps`), or the torch reference
-    (:class:`~gpucops.solver.steps.TorchSteps`) where they cannot run (CUDA without CuPy) or
-    ``use_kernels`` is False (the tests' way to compare the two).
+    (:class:`~gpucops.solver.steps.TorchSteps`) where they cannot run (CUDA without CuPy).
 
     One :class:`KernelSteps` per thread and device, so its scratch buffers serve every later
     solve (on the CPU, faulting fresh pages in for them every solve was a large share of a
@@ -346,8 +344,6 @@ def steps_for(device: torch.device, use_kernels: bool = True) -> Steps:
     largest problem solved so far) until :meth:`KernelSteps.release_scratch`; one per thread,
     so threads never share them.
     """
-    if not use_kernels:
-        return TorchSteps()
     if device.type == "cuda":
         try:
             import cupy  # noqa: F401

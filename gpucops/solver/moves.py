@@ -31,6 +31,7 @@ from ..grid import grid_graph
 from ..labeling import PanopticLabeling, compact_segments, segment_keys
 from ..objectives import objective_graph_validated
 from .backend import steps_for
+from .rounds import sum_rounds
 from .steps import Steps, TorchSteps
 
 __all__ = ["refine", "refine_labeling", "refine_segments"]
@@ -54,8 +55,8 @@ def refine(
             ``[B, H, W]``).
         node_costs, edge_costs, partitionable, distances, label_mask: the problem, as given to
             :func:`gpucops.solve`.
-        rounds: at most this many rounds of moves (20 reached a local optimum on the benchmark
-            problems).
+        rounds: at most this many rounds of moves (each round moves at least one node, until
+            none can improve).
     Returns:
         The refined :class:`PanopticLabeling` with its objective; ``info`` adds
         ``refine_moves``, the moves of each round.
@@ -246,6 +247,4 @@ def refine_labeling(
         )  # fmt: skip
         classes[nodes], keys[nodes] = new_classes, unique[new_keys]
         rounds.append(moves)
-    length = max(map(len, rounds), default=0)
-    merged = [sum(r[i] for r in rounds if i < len(r)) for i in range(length)]
-    return classes, keys, merged
+    return classes, keys, sum_rounds(rounds)

@@ -4,7 +4,8 @@ The parallel solver (:mod:`gpucops.solver.rounds`) first runs the exact sequenti
 small tiles of nodes (:mod:`gpucops.solver.tiles`), then rounds of score → pick → stars → check →
 contract on the contracted graph until no edge is worth contracting. Two options shape it; both
 defaults favour quality (``docs/solver.md`` gives the reasons, ``benchmarks/RESULTS.md`` the
-measurements that chose them):
+measurements that chose them). Both shape the parallel method only; the sequential one ignores
+them:
 
 * ``tile``: the side of the square pixel tiles of the greedy pre-pass (grids). The rounds pick
   merges from every edge at once, before any cluster has summed its evidence; the first merges,
@@ -15,9 +16,10 @@ measurements that chose them):
   so merges follow the greedy order in bands of equal size, at the cost of more rounds.
   None = every positive score (fewest rounds).
 
-Tried and not adopted (their measurements stay in ``docs/solver.md``): a goodness gate ε on star
-merges, a score threshold α per image (replaced by ``top_fraction``), the coin's stars without
-free leaves, and class-changing boundary moves after the contraction.
+Tried and not adopted (``docs/solver.md``, "Tried, not adopted"; figures in
+``benchmarks/RESULTS.md``): a goodness gate ε on star merges, a score threshold α per image
+(replaced by ``top_fraction``), the coin's stars without free leaves, and class-changing boundary
+moves after the contraction.
 """
 
 from __future__ import annotations

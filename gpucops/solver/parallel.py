@@ -9,28 +9,16 @@ index that feeds one is local to its image; the working set stays in cache).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from ..segment import is_sorted
 from .graph import ClusterGraph
 from .options import ParallelOptions
-from .rounds import RoundsResult, contract_rounds
+from .rounds import ContractionResult, contract_rounds, sum_rounds
 from .steps import Steps
 from .tiles import Tiles, node_tiles
 
 __all__ = ["ContractionResult", "contract_parallel"]
-
-
-@dataclass
-class ContractionResult:
-    """Per-node classes and clusters before the stuff merge, with the loop's merge counts."""
-
-    classes: torch.Tensor  # [N] int64
-    clusters: torch.Tensor  # [N] int64, cluster of each node (any ids in [0, N))
-    merges_per_round: list[int] = field(default_factory=list)
-    tile_merges: int = 0
 
 
 def contract_parallel(
@@ -86,7 +74,6 @@ def contract_parallel(
     if not split_images or num_images <= 1:
         graph = ClusterGraph(costs, edges, weights, node_image, num_images, steps)
         result = _contract(graph, tiles, options)
-        merges_per_round = result.merges_per_round
     else:
         node_counts = torch.bincount(node_image, minlength=num_images).tolist()
         edge_counts = torch.bincount(node_image[edges[:, 0]], minlength=num_images).tolist()
@@ -109,25 +96,20 @@ def contract_parallel(
             results.append(result_b)
             node_start += nodes_b
             cluster_start += int(clusters_b.max()) + 1 if nodes_b else 0
-        length = max((len(r.merges_per_round) for r in results), default=0)
-        merges_per_round = [
-            sum(r.merges_per_round[i] for r in results if i < len(r.merges_per_round))
-            for i in range(length)
-        ]
-        result = RoundsResult(
-            torch.cat([r.clusters for r in results]),
+        result = ContractionResult(
             torch.cat([r.classes for r in results]),
-            tile_merges=sum(r.tile_merges for r in results),
+            torch.cat([r.clusters for r in results]),
+            sum_rounds([r.merges_per_round for r in results]),
+            sum(r.tile_merges for r in results),
         )
-    classes, clusters = result.classes, result.clusters
     if position is not None:
-        classes, clusters = classes[position], clusters[position]
-    return ContractionResult(classes, clusters, merges_per_round, result.tile_merges)
+        result.classes, result.clusters = result.classes[position], result.clusters[position]
+    return result
 
 
 def _contract(
     graph: ClusterGraph, tiles: Tiles | torch.Tensor | None, options: ParallelOptions
-) -> RoundsResult:
+) -> ContractionResult:
     """The round loop on ``graph``, with ``tiles`` given per node made into lists first (all the
     graph's images as one image of tiles)."""
     if isinstance(tiles, torch.Tensor):

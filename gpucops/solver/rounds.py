@@ -17,27 +17,36 @@ from .options import ParallelOptions
 from .steps import top_fraction_scores
 from .tiles import Tiles
 
-__all__ = ["RoundsResult", "contract_rounds"]
+__all__ = ["ContractionResult", "contract_rounds", "sum_rounds"]
 
 
 @dataclass
-class RoundsResult:
-    """Every node's cluster (ids in ``[0, N)``) and class, with the loop's merge counts."""
+class ContractionResult:
+    """Every node's class and cluster before the stuff merge, with the loop's merge counts."""
 
-    clusters: torch.Tensor  # [N] int64
     classes: torch.Tensor  # [N] int64
+    clusters: torch.Tensor  # [N] int64, cluster of each node (any ids in [0, N))
     merges_per_round: list[int] = field(default_factory=list)
     tile_merges: int = 0  # merges of the tile pre-pass
 
 
+def sum_rounds(per_image: list[list[int]]) -> list[int]:
+    """Counts per round of images run one by one, summed round by round (as one graph of all
+    of them would count them)."""
+    length = max(map(len, per_image), default=0)
+    return [sum(r[i] for r in per_image if i < len(r)) for i in range(length)]
+
+
 def contract_rounds(
     graph: ClusterGraph, tiles: Tiles | None, tile_images: int, options: ParallelOptions
-) -> RoundsResult:
+) -> ContractionResult:
     """Contract ``graph`` (one cluster per node) by the parallel method.
 
     Args:
         graph: the problem's nodes as clusters, grouped by image, with coalesced edges.
-        tiles: the tiles of the greedy pre-pass (repeated over ``tile_images`` images), or None.
+        tiles: the tiles of the greedy pre-pass, or None.
+        tile_images: how many times ``tiles`` repeat, image after image (the graph's images for
+            a grid's tiles; 1 for tiles given per node of the whole graph).
         options: ``top_fraction`` (``tile`` is already in ``tiles``).
     """
     steps = graph.steps
@@ -66,4 +75,4 @@ def contract_rounds(
         graph, node_cluster = contracted, mapping[node_cluster]
         round_index += 1
     # the last graph's classes (no edge left to contract)
-    return RoundsResult(node_cluster, argmin[node_cluster], merges_per_round, tile_merges)
+    return ContractionResult(argmin[node_cluster], node_cluster, merges_per_round, tile_merges)

@@ -36,16 +36,30 @@ from ..segment import segment_sum
 from .sequential import contract_sequential
 from .tiles import Tiles
 
-__all__ = ["Steps", "TorchSteps", "coin_is_centre", "pick_keys", "top_fraction_scores"]
+__all__ = [
+    "LOW32",
+    "Steps",
+    "TorchSteps",
+    "coin_is_centre",
+    "pick_keys",
+    "top_fraction_scores",
+    "unpack_picks",
+]
 
-_LOW32 = 0xFFFFFFFF
+LOW32 = 0xFFFFFFFF  # the low half of a packed key: an inverted edge index, or a slot's item
 
 
 def pick_keys(scores: torch.Tensor, edge_ids: torch.Tensor) -> torch.Tensor:
     """Packed int64 keys of edges with t > 0: float32 bits of t (positive floats order as ints)
     high, the inverted edge index low, so the max is the largest t, then the lowest index."""
     bits = scores[edge_ids].float().view(torch.int32).long()
-    return (bits << 32) | (_LOW32 - edge_ids)
+    return (bits << 32) | (LOW32 - edge_ids)
+
+
+def unpack_picks(best: torch.Tensor) -> torch.Tensor:
+    """Each cluster's largest pick key ``[C]`` int64 (≤ 0: none, as keys of t > 0 are positive)
+    → its picked edge ``[C]`` int64, −1 where it has none."""
+    return torch.where(best > 0, LOW32 - (best & LOW32), -1)
 
 
 def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:
@@ -72,6 +86,7 @@ def top_fraction_scores(
     ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are. One image on the
     CPU (the solver's case there) takes a ``kthvalue``; otherwise two stable sorts (by score,
     then by image) find every image's cut at once, with no loop over images and no host sync.
+    The same cut either way, so it is a plain function of the loop, not a step of the backends.
     """
     if scores.numel() == 0:
         return scores
@@ -104,7 +119,9 @@ class Steps:
     ``minimum [C]`` float64 and ``argmin [C]`` int64 (:meth:`cluster_classes`), ``edges [E, 2]``
     int64 coalesced, ``weights [E]`` float64 (positive = attractive), ``scores [E]`` float64,
     ``picks [C]`` int64 edge or −1, ``root [C]`` int64 (a cluster's own index when it stays).
-    ``out`` names a buffer an implementation may keep between solves (ignored in torch).
+    ``out`` names a buffer an implementation may keep between solves (ignored in torch). What a
+    step returns may live in such a kept buffer (the kernels' scores, picks' scratch and cut
+    mask), valid until the same step runs again: use it before, or copy it.
     """
 
     def input_costs(
@@ -116,7 +133,8 @@ class Steps:
         raise NotImplementedError
 
     def input_weights(self, edge_costs: torch.Tensor) -> torch.Tensor:
-        """Float64 copy of ``edge_costs [E]``."""
+        """``edge_costs [E]`` as float64 (never written to: the caller's own tensor may be
+        returned)."""
         raise NotImplementedError
 
     def cluster_classes(self, costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +281,7 @@ class TorchSteps(Steps):
         best = torch.full((num_clusters,), -1, dtype=torch.int64, device=scores.device)
         for end in (0, 1):
             best.scatter_reduce_(0, edges[positive, end], keys, reduce="amax")
-        return torch.where(best >= 0, _LOW32 - (best & _LOW32), -1)
+        return unpack_picks(best)
 
     def star_roots(self, picks, edges, local_index, round_index):
         centre = coin_is_centre(local_index, round_index)
