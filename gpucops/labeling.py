@@ -42,14 +42,14 @@ class GraphLabeling:
 
     Attributes:
         classes: ``[N]`` int64, class of each node.
-        clusters: ``[N]`` int64, segment id of each node, compact per image from 0 (as
+        segments: ``[N]`` int64, panoptic segment id of each node, compact per image from 0 (as
             :attr:`PanopticLabeling.segments`).
         objective: ``[num_images]`` float64, AMWC objective per image.
         info: solver statistics.
     """
 
     classes: torch.Tensor
-    clusters: torch.Tensor
+    segments: torch.Tensor
     objective: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -109,8 +109,7 @@ def current_hashes(device: str = "cpu") -> dict[str, str]:
     hashes = {}
     for name, run in cases(device):
         result = run()
-        segments = result.segments if hasattr(result, "segments") else result.clusters
-        hashes[name] = labeling_hash(result.classes, segments, result.objective)
+        hashes[name] = labeling_hash(result.classes, result.segments, result.objective)
     return hashes
 
 

@@ -31,7 +31,7 @@ def test_merge_changes_the_class_and_blocks_the_next_merge():
     # and t({0,1},2) = 0.5 − min((1−1)+(1−0), (2−1)+0) = −0.5, so the greedy stops there.
     lab = solve_graph([[0, 2], [1, 0], [1, 0]], [[0, 1], [1, 2]], [3.0, 0.5], [True, True])
     assert lab.classes.tolist() == [0, 0, 1]
-    assert lab.clusters.tolist() == [0, 0, 1]
+    assert lab.segments.tolist() == [0, 0, 1]
     assert lab.objective.tolist() == [1.5]
     assert lab.info["merges"] == 1
 
@@ -44,7 +44,7 @@ def test_merge_raises_the_score_of_an_untouched_edge():
     lab = solve_graph(
         [[0, 20, 20], [0, -15, 10], [10, 0, 10]], [[0, 1], [0, 2]], [16, 7], [True, True, True]
     )
-    assert lab.clusters.tolist() == [0, 0, 0]
+    assert lab.segments.tolist() == [0, 0, 0]
     assert lab.classes.tolist() == [1, 1, 1]
     assert lab.objective.item() == 5
 
@@ -56,7 +56,7 @@ def test_merge_lowers_the_score_of_an_untouched_edge():
     lab = solve_graph(
         [[0, 3, 20], [0, 10, 20], [10, 0, 10]], [[0, 1], [0, 2]], [4, 5], [True, True, True]
     )
-    assert lab.clusters.tolist() == [0, 0, 1]
+    assert lab.segments.tolist() == [0, 0, 1]
     assert lab.classes.tolist() == [0, 0, 1]
     assert lab.objective.item() == 5
 
@@ -68,7 +68,7 @@ def test_ties_go_to_the_lowest_edge_id(first):
     edges = [pairs[first], pairs[1 - first], [0, 2]]
     lab = solve_graph([[0.0]] * 3, edges, [1.0, 1.0, -5.0], [True])
     merged = set(pairs[first])
-    clusters = lab.clusters.tolist()
+    clusters = lab.segments.tolist()
     assert clusters[min(merged)] == clusters[max(merged)]
     assert len(set(clusters)) == 2
 
@@ -77,7 +77,7 @@ def test_parallel_edges_are_summed_on_contraction():
     # after {0,1} merge, their edges to 2 sum to 0.5 − 0.8 < 0: node 2 stays alone (on its own
     # the 0.5 edge would have merged it)
     lab = solve_graph([[0.0]] * 3, [[0, 1], [0, 2], [1, 2]], [2.0, 0.5, -0.8], [True])
-    assert lab.clusters.tolist() == [0, 0, 1]
+    assert lab.segments.tolist() == [0, 0, 1]
 
 
 def test_a_summed_edge_takes_the_lowest_id_for_ties():
@@ -85,20 +85,20 @@ def test_a_summed_edge_takes_the_lowest_id_for_ties():
     # then wins the tie against (2,3) (t = 1, id 1): {0,1,2} forms and (2,3) + (0,3) = −0.5 stops.
     edges = [[1, 2], [2, 3], [0, 2], [0, 1], [0, 3]]
     lab = solve_graph([[0.0]] * 4, edges, [0, 1, 1, 5, -1.5], [True])
-    assert lab.clusters.tolist() == [0, 0, 0, 1]
+    assert lab.segments.tolist() == [0, 0, 0, 1]
 
 
 def test_duplicate_input_edges_are_summed():
     lab = solve_graph([[0.0]] * 2, [[0, 1], [1, 0]], [0.4, -1.0], [True])
-    assert lab.clusters.tolist() == [0, 1]
+    assert lab.segments.tolist() == [0, 1]
     assert lab.objective.item() == pytest.approx(-0.6)
     lab = solve_graph([[0.0]] * 2, [[0, 1], [1, 0]], [0.4, 1.0], [True])
-    assert lab.clusters.tolist() == [0, 0]
+    assert lab.segments.tolist() == [0, 0]
 
 
 def test_zero_score_never_merges():
     lab = solve_graph([[0.0]] * 3, [[0, 1], [1, 2]], [0.0, 0.0], [True])
-    assert lab.clusters.tolist() == [0, 1, 2]
+    assert lab.segments.tolist() == [0, 1, 2]
     assert lab.info["merges"] == 0
 
 
@@ -108,7 +108,7 @@ def test_stuff_clusters_merge_per_class_thing_clusters_stay_apart():
     lab = solve_graph(node_costs, [[0, 1], [1, 2], [2, 3], [3, 4]], [1, -1, 1, 1], [False, True])
     assert lab.classes.tolist() == [0, 1, 1, 1, 0]
     # nodes 0 and 4 never touch but share the stuff class: one segment, numbered first
-    assert lab.clusters.tolist() == [0, 1, 2, 2, 0]
+    assert lab.segments.tolist() == [0, 1, 2, 2, 0]
     assert lab.objective.item() == pytest.approx(0 + 1 - 1 + 1)
 
 

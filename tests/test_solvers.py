@@ -80,15 +80,15 @@ def test_never_better_than_the_brute_force_optimum(method, options, graph):
 def test_output_is_feasible_and_objectives_agree(method, options, graph):
     node_costs, edges, edge_costs, partitionable = graph
     lab = solve_graph(graph, method, options)
-    classes, clusters = lab.classes.tolist(), lab.clusters.tolist()
+    classes, segments = lab.classes.tolist(), lab.segments.tolist()
     segment_class = {}
-    for c, s in zip(classes, clusters, strict=True):
+    for c, s in zip(classes, segments, strict=True):
         assert segment_class.setdefault(s, c) == c  # one class per segment
     stuff = [c for c in segment_class.values() if not partitionable[c]]
     assert len(stuff) == len(set(stuff))  # one segment per stuff class
-    first_seen = list(dict.fromkeys(clusters))
+    first_seen = list(dict.fromkeys(segments))
     assert first_seen == list(range(len(first_seen)))  # compact, numbered by first node
-    expected = naive_objective(node_costs, edges, edge_costs, partitionable, classes, clusters)
+    expected = naive_objective(node_costs, edges, edge_costs, partitionable, classes, segments)
     assert lab.objective.item() == pytest.approx(expected, abs=1e-9)
 
 
@@ -119,7 +119,7 @@ def test_label_mask_forbids_classes_per_image(method, options):
         label_mask=mask,
     )
     assert lab.classes.tolist() == [1, 1, 2]
-    assert lab.clusters.tolist() == [0, 0, 0]
+    assert lab.segments.tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize(("method", "options"), SOLVERS, ids=IDS)
@@ -183,7 +183,7 @@ def test_graph_batch_with_unsorted_images_equals_the_grid_solve(method, options)
     )
     assert torch.equal(lab.classes[position].view(2, 10, 12), grid.classes)
     # segment ids are numbered by first node, which the interleaving keeps within an image
-    assert torch.equal(lab.clusters[position].view(2, 10, 12), grid.segments)
+    assert torch.equal(lab.segments[position].view(2, 10, 12), grid.segments)
     torch.testing.assert_close(lab.objective, grid.objective, rtol=1e-12, atol=1e-9)
 
 

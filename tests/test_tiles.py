@@ -120,7 +120,7 @@ def test_one_tile_is_the_sequential_greedy():
     sequential = gpucops.solve_graph(*args, method="sequential")
     tiled = gpucops.solve_graph(*args, tiles=torch.zeros_like(image_index))
     assert torch.equal(tiled.classes, sequential.classes)
-    assert torch.equal(tiled.clusters, sequential.clusters)
+    assert torch.equal(tiled.segments, sequential.segments)
     assert tiled.info["rounds"] == 0
     assert tiled.info["tile_merges"] == sequential.info["merges"]
 
@@ -217,4 +217,4 @@ def test_tiles_given_per_node_follow_their_nodes_when_images_are_interleaved():
     assert grouped.info["tile_merges"] > 100
     assert interleaved.info["tile_merges"] == grouped.info["tile_merges"]
     assert torch.equal(interleaved.classes[position], grouped.classes)
-    assert torch.equal(interleaved.clusters[position], grouped.clusters)
+    assert torch.equal(interleaved.segments[position], grouped.segments)

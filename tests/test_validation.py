@@ -197,7 +197,7 @@ def test_empty_inputs_give_empty_results():
         PART,
         method="sequential",
     )
-    assert g.classes.shape == (0,) and g.clusters.shape == (0,) and g.objective.shape == (0,)
+    assert g.classes.shape == (0,) and g.segments.shape == (0,) and g.objective.shape == (0,)
 
 
 def test_cuda_backend_without_a_device_is_rejected():

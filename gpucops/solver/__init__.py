@@ -107,7 +107,7 @@ def solve(
     result = _solve(graph, label_mask, method, compute, options, tiles, coalesced=parallel)
     shape = (batch, height, width)
     return PanopticLabeling(
-        result.classes.view(shape), result.clusters.view(shape), result.objective, result.info
+        result.classes.view(shape), result.segments.view(shape), result.objective, result.info
     )
 
 
@@ -140,7 +140,7 @@ def solve_graph(
             :func:`solve`'s ``tile``, for any graph: tiles of nearby nodes help most); None
             (default) = no pre-pass.
     Returns:
-        :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``clusters [N]`` (compact
+        :class:`GraphLabeling` on the inputs' device: ``classes [N]``, ``segments [N]`` (compact
         per image), ``objective [num_images]`` float64.
     """
     problem = check_graph_problem(node_costs, edges, edge_costs, partitionable, image_index)
