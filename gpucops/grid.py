@@ -81,7 +81,17 @@ def grid_edges(
     Returns ``edges [E, 2]`` (int64 node ids ``r·W + c``, first end-point the smaller) and
     ``map_index [E]`` (int64): the flat position of each edge in a ``[2·|D|, H, W]`` edge map, so
     ``edge_costs.reshape(B, -1)[:, map_index]`` lists a batch's edge costs in edge-id order.
+    New tensors: the caller may write to them (the layout is cached inside, never handed out).
     """
+    edges, map_index = _grid_edges(height, width, distances, device)
+    return edges.clone(), map_index.clone()
+
+
+def _grid_edges(
+    height: int, width: int, distances: tuple[int, ...], device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`grid_edges` for readers in this package: on the CPU the cached tensors themselves
+    (never written to)."""
     distances = check_distances(distances, height, width)
     edges, map_index = _grid_edges_cpu(int(height), int(width), distances)
     return edges.to(device), map_index.to(device)
@@ -135,7 +145,7 @@ def grid_graph(
         distances = check_distances(distances, height, width)
         edges, map_index = sorted_grid_edges(height, width, distances, node_costs.device)
     else:
-        edges, map_index = grid_edges(height, width, distances, node_costs.device)
+        edges, map_index = _grid_edges(height, width, distances, node_costs.device)
     if batch == 1 and share_edges:
         graph_edges = edges
     else:
@@ -154,7 +164,7 @@ def edge_values_to_maps(
 
     Masked positions (no edge) hold ``fill``.
     """
-    _, map_index = grid_edges(height, width, distances, values.device)
+    _, map_index = _grid_edges(height, width, distances, values.device)
     if values.dim() != 2 or values.shape[1] != map_index.numel():
         raise ValueError(
             f"values must have shape [B, {map_index.numel()}], got {tuple(values.shape)}"
@@ -166,7 +176,7 @@ def edge_values_to_maps(
 
 def _end_values(pixels: torch.Tensor, distances: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     """Values ``[B, E]`` of ``pixels [B, H, W]`` at the first and second end of every edge."""
-    edges, _ = grid_edges(pixels.shape[1], pixels.shape[2], distances, pixels.device)
+    edges, _ = _grid_edges(pixels.shape[1], pixels.shape[2], distances, pixels.device)
     flat = pixels.flatten(1)
     return flat[:, edges[:, 0]], flat[:, edges[:, 1]]
 

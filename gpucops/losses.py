@@ -132,7 +132,7 @@ def _top_k_mean(losses: torch.Tensor, top_k: float) -> torch.Tensor:
     if not 0 < top_k <= 1:
         raise ValueError(f"top_k must lie in (0, 1], got {top_k}")
     flat = losses.flatten()
-    if top_k < 1:
+    if top_k < 1 and flat.numel():  # an all-void batch has no pixel to mine: its loss is 0
         flat = flat.topk(max(1, int(top_k * flat.numel()))).values
     return flat.mean() if flat.numel() else losses.sum() * 0
 

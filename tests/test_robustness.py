@@ -1,0 +1,70 @@
+"""Faults an adversarial test of the public surfaces found (issue 18), each driven through the
+public API: no input modified, no internal cache handed out, no overflowing sums accepted, no
+crash on an all-void batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gpucops
+from gpucops.losses import semantic_pretraining_loss
+from gpucops.synthetic import make_problem
+
+DISTANCES = (1, 2, 4)
+
+
+def test_grid_edges_hands_out_copies_of_its_cache():
+    edges, map_index = gpucops.grid_edges(6, 7, DISTANCES)
+    expected_edges, expected_index = edges.clone(), map_index.clone()
+    edges += 1000  # how a caller offsets one image's edges to batch them
+    map_index.zero_()
+    again, again_index = gpucops.grid_edges(6, 7, DISTANCES)
+    assert torch.equal(again, expected_edges) and torch.equal(again_index, expected_index)
+    # and the solvers still solve the problem they are given
+    p = make_problem(1, 6, 7, 3, DISTANCES, seed=0)
+    args = (p.node_costs, p.edge_costs, p.partitionable, DISTANCES)
+    for method in ("parallel", "sequential"):
+        lab = gpucops.solve(*args, method=method)
+        reported = gpucops.objective(*args[:3], lab.classes, lab.segments, DISTANCES)
+        torch.testing.assert_close(lab.objective, reported)
+
+
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_solvers_leave_grid_inputs_untouched(method):
+    p = make_problem(2, 8, 10, 5, DISTANCES, seed=1)
+    node_costs = p.node_costs.double().contiguous(memory_format=torch.channels_last)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, 2] = True
+    inputs = (node_costs, p.edge_costs.double(), p.partitionable)
+    before = [tensor.clone() for tensor in (*inputs, mask)]
+    lab = gpucops.solve(*inputs, DISTANCES, method=method, label_mask=mask)
+    gpucops.refine(lab, *inputs, DISTANCES, label_mask=mask)
+    for tensor, copy in zip((*inputs, mask), before, strict=True):
+        assert torch.equal(tensor, copy)
+
+
+@pytest.mark.parametrize("name", ["node_costs", "edge_costs"])
+def test_float64_costs_whose_sums_overflow_are_refused(name):
+    p = make_problem(1, 4, 5, 3, (1,), seed=2)
+    costs = {"node_costs": p.node_costs.double(), "edge_costs": p.edge_costs.double()}
+    # finite entries, a finite sum (they cancel), but partial sums overflow float64
+    costs[name].view(-1)[:2] = torch.tensor([1.7e308, -1.7e308], dtype=torch.float64)
+    args = (costs["node_costs"], costs["edge_costs"], p.partitionable, (1,))
+    for method in ("parallel", "sequential"):
+        with pytest.raises(ValueError, match=f"{name} is too large"):
+            gpucops.solve(*args, method=method)
+    # float32 costs cannot overflow the solvers' float64 sums: accepted, finite objective
+    big = p.node_costs.clone()
+    big.view(-1)[:2] = torch.tensor([3e38, -3e38])
+    lab = gpucops.solve(big, p.edge_costs, p.partitionable, (1,))
+    assert torch.isfinite(lab.objective).all()
+
+
+def test_semantic_loss_of_an_all_void_batch_is_zero():
+    logits = torch.randn(2, 5, 4, 4, requires_grad=True)
+    target = torch.full((2, 16, 16), 255)
+    loss = semantic_pretraining_loss(logits, target)  # default top_k = 0.2
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
