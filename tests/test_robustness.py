@@ -1,6 +1,6 @@
 """Faults an adversarial test of the public surfaces found (issue 18), each driven through the
 public API: no input modified, no internal cache handed out, no overflowing sums accepted, no
-crash on an all-void batch."""
+crash on an all-void batch, no boundary ratio that would run for hours."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import gpucops
+from gpucops.cli import main
 from gpucops.losses import semantic_pretraining_loss
+from gpucops.metrics.panoptic import PanopticQuality
 from gpucops.synthetic import make_problem
 
 DISTANCES = (1, 2, 4)
@@ -68,3 +70,18 @@ def test_semantic_loss_of_an_all_void_batch_is_zero():
     assert loss.item() == 0.0
     loss.backward()
     assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize("ratio", ["2", "0", "-0.1", "x"])
+def test_a_boundary_ratio_outside_zero_one_is_refused_at_parsing(ratio, capsys):
+    files = ["--gt-json", "g.json", "--gt-dir", ".", "--pred-json", "p.json", "--pred-dir", "."]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", *files, "--boundary-ratio", ratio])
+    assert exit_info.value.code == 2
+    assert "--boundary-ratio" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ratio", [2.0, 0.0, 1.0])
+def test_panoptic_quality_refuses_a_boundary_ratio_outside_zero_one(ratio):
+    with pytest.raises(ValueError, match="boundary_ratio"):
+        PanopticQuality({1: True}, boundary_ratio=ratio)

@@ -72,6 +72,18 @@ def run(args: argparse.Namespace) -> None:
 HELP = "PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files"
 
 
+def _ratio(text: str) -> float:
+    """A fraction in (0, 1), refused at parsing (a percent typed as a ratio would run for
+    hours)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a ratio is a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), e.g. 0.02, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-json", required=True, help="ground-truth panoptic JSON")
     parser.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
@@ -81,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", help="result JSON (default: <pred-json stem>_evaluation.json beside it)"
     )
     parser.add_argument(
-        "--boundary-ratio", type=float, default=None,
+        "--boundary-ratio", type=_ratio, default=None,
         help="also boundary PQ with bands of this ratio of the image diagonal (e.g. 0.02)",
     )  # fmt: skip
     parser.add_argument("--no-ap", action="store_true", help="skip the mask AP")

@@ -63,6 +63,13 @@ class PanopticQuality:
     """
 
     def __init__(self, categories: dict[int, bool], boundary_ratio: float | None = None):
+        # a ratio of the diagonal: 2 (a percent typed as a ratio) would dilate every mask over
+        # the whole image, one slow pass per segment pair
+        if boundary_ratio is not None and not 0 < boundary_ratio < 1:
+            raise ValueError(
+                f"boundary_ratio must lie in (0, 1), a fraction of the image diagonal (e.g. "
+                f"0.02), got {boundary_ratio!r}"
+            )
         self.categories = dict(categories)
         self.boundary_ratio = boundary_ratio
         self.stats: dict[int, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # iou tp fp fn
