@@ -12,6 +12,7 @@ from gpucops.cli import main
 from gpucops.losses import semantic_pretraining_loss
 from gpucops.metrics.panoptic import PanopticQuality
 from gpucops.synthetic import make_problem
+from tests.golden import random_graph
 
 DISTANCES = (1, 2, 4)
 
@@ -85,3 +86,25 @@ def test_a_boundary_ratio_outside_zero_one_is_refused_at_parsing(ratio, capsys):
 def test_panoptic_quality_refuses_a_boundary_ratio_outside_zero_one(ratio):
     with pytest.raises(ValueError, match="boundary_ratio"):
         PanopticQuality({1: True}, boundary_ratio=ratio)
+
+
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_sparse_image_ids_solve_only_the_images_that_hold_nodes(method, monkeypatch):
+    from gpucops.solver import parallel
+
+    calls = []
+    rounds = parallel.contract_rounds
+    monkeypatch.setattr(parallel, "contract_rounds", lambda *a: calls.append(1) or rounds(*a))
+    graph = random_graph(4, 120, 5, 2)
+    compact = gpucops.solve_graph(**graph, method=method)
+    sparse_ids = torch.tensor([7, 10_000])[graph["image_index"]]
+    mask = torch.zeros(10_001, 5, dtype=torch.bool)
+    sparse = gpucops.solve_graph(**{**graph, "image_index": sparse_ids}, method=method,
+                                 label_mask=mask)  # fmt: skip
+    assert torch.equal(sparse.classes, compact.classes)
+    assert torch.equal(sparse.segments, compact.segments)
+    assert sparse.objective.shape == (10_001,)
+    assert torch.equal(sparse.objective[[7, 10_000]], compact.objective)
+    assert sparse.objective.count_nonzero() <= 2
+    if method == "parallel":  # the two images one by one on the CPU, never the empty ones
+        assert len(calls) == 4

@@ -149,7 +149,20 @@ def solve_graph(
     compute = _compute_device(method, backend, problem.node_costs.device)
     options = ParallelOptions(top_fraction=top_fraction)
     tiles = check_tiles(tiles, num_nodes, problem.node_costs.device)
-    return _solve(problem, label_mask, method, compute, options, tiles)
+    # image ids may be sparse (any ids ≥ 0): solve the images that hold nodes under compact ids,
+    # so that no step loops over or allocates for the empty ones
+    present = torch.unique(problem.image_index)
+    if present.numel() == problem.num_images:
+        return _solve(problem, label_mask, method, compute, options, tiles)
+    compact = problem._replace(
+        image_index=torch.searchsorted(present, problem.image_index), num_images=present.numel()
+    )
+    mask = None if label_mask is None else label_mask[present]
+    result = _solve(compact, mask, method, compute, options, tiles)
+    objective = result.objective.new_zeros(problem.num_images).index_copy_(
+        0, present, result.objective
+    )
+    return GraphLabeling(result.classes, result.segments, objective, result.info)
 
 
 def _compute_device(method: str, backend: str, device: torch.device) -> torch.device:
