@@ -4,11 +4,13 @@ crash on an all-void batch, no boundary ratio that would run for hours."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import gpucops
 from gpucops.cli import main
+from gpucops.data import write_panoptic_json, write_panoptic_png
 from gpucops.losses import semantic_pretraining_loss
 from gpucops.metrics.panoptic import PanopticQuality
 from gpucops.synthetic import make_problem
@@ -108,3 +110,23 @@ def test_sparse_image_ids_solve_only_the_images_that_hold_nodes(method, monkeypa
     assert sparse.objective.count_nonzero() <= 2
     if method == "parallel":  # the two images one by one on the CPU, never the empty ones
         assert len(calls) == 4
+
+
+@pytest.mark.parametrize("name", ["../secret.png", "/etc/secret.png", "a/../../secret.png"])
+def test_evaluate_refuses_file_names_that_leave_the_given_folders(name, tmp_path, capsys):
+    # a readable PNG outside the prediction folder: the old reader opened it
+    (tmp_path / "pred").mkdir()
+    ids = np.zeros((4, 4), dtype=np.uint32)
+    write_panoptic_png(tmp_path / "gt.png", ids)
+    write_panoptic_png(tmp_path / "secret.png", ids)
+    categories = [{"id": 1, "name": "thing", "isthing": 1}]
+    write_panoptic_json(tmp_path / "gt.json", [{"image_id": 1, "file_name": "gt.png",
+                        "segments_info": []}], categories)  # fmt: skip
+    write_panoptic_json(tmp_path / "pred.json", [{"image_id": 1, "file_name": name,
+                        "segments_info": []}], categories)  # fmt: skip
+    args = ["evaluate", "--gt-json", str(tmp_path / "gt.json"), "--gt-dir", str(tmp_path),
+            "--pred-json", str(tmp_path / "pred.json"), "--pred-dir", str(tmp_path / "pred"),
+            "--no-ap"]  # fmt: skip
+    assert main(args) != 0
+    error = capsys.readouterr().err.strip()
+    assert "leaves the folder" in error and name in error and len(error.splitlines()) == 1

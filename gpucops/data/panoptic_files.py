@@ -17,6 +17,7 @@ from PIL import Image
 
 __all__ = [
     "PanopticWriter",
+    "file_in",
     "id2rgb",
     "labeling_to_panoptic",
     "panoptic_pairs",
@@ -134,6 +135,18 @@ def read_panoptic_json(path: str | Path) -> dict:
     return document
 
 
+def file_in(folder: str | Path, name: object, document: str | Path) -> Path:
+    """``folder / name`` for a ``file_name`` read from ``document``; a name that would leave the
+    folder (absolute, or with a ``..`` part) is refused: a JSON must not make the reader open
+    files elsewhere."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{document}: a file_name must be a non-empty string, got {name!r}")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"{document}: file_name {name!r} leaves the folder {folder}")
+    return Path(folder) / relative
+
+
 def panoptic_pairs(
     gt_json: str | Path, gt_dir: str | Path, pred_json: str | Path, pred_dir: str | Path
 ) -> tuple[list[dict], Iterator[tuple[dict, np.ndarray, dict, np.ndarray]]]:
@@ -156,8 +169,8 @@ def panoptic_pairs(
     def pairs() -> Iterator[tuple[dict, np.ndarray, dict, np.ndarray]]:
         for gt_annotation in gt_document["annotations"]:
             pred_annotation = prediction(gt_annotation)
-            gt_ids = read_panoptic_png(Path(gt_dir) / gt_annotation["file_name"])
-            pred_ids = read_panoptic_png(Path(pred_dir) / pred_annotation["file_name"])
+            gt_ids = read_panoptic_png(file_in(gt_dir, gt_annotation["file_name"], gt_json))
+            pred_ids = read_panoptic_png(file_in(pred_dir, pred_annotation["file_name"], pred_json))
             if gt_ids.shape != pred_ids.shape:
                 raise ValueError(
                     f"prediction {pred_annotation['file_name']} is {pred_ids.shape[0]}×"
