@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 from gpucops.solver import hostbuild
@@ -21,9 +23,12 @@ def test_build_is_cached_by_source_content(tmp_path, monkeypatch):
 
 
 def test_missing_compiler_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUCOPS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    source = tmp_path / "x.cpp"
+    source.write_text('extern "C" int x() { return 1; }\n')
     with pytest.raises(RuntimeError, match="no-such-compiler-xyz"):
-        hostbuild.build_library(tmp_path / "x.cpp")
+        hostbuild.build_library(source)
 
 
 def test_compile_error_is_reported(tmp_path, monkeypatch):
@@ -33,3 +38,55 @@ def test_compile_error_is_reported(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"broken\.cpp"):
         hostbuild.build_library(source)
     assert not list((tmp_path / "cache").iterdir())
+
+
+ANSWER = 'extern "C" int answer() { return 42; }\n'
+
+
+def _answer_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUCOPS_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "answer.cpp"
+    source.write_text(ANSWER)
+    return source, hostbuild.build_library(source, symbols=("answer",))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "replace", "no record"])
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(damage, tmp_path, monkeypatch):
+    source, library = _answer_library(tmp_path, monkeypatch)
+    good = library.read_bytes()
+    if damage == "truncate":  # loading this killed every later solve with a bus error
+        library.write_bytes(good[: len(good) // 3])
+    elif damage == "empty":
+        library.write_bytes(b"")
+    elif damage == "replace":  # same size, other bytes
+        library.write_bytes(bytes(len(good)))
+    else:
+        library.with_suffix(".json").unlink()
+    again = hostbuild.build_library(source, symbols=("answer",))
+    assert again == library and again.read_bytes() == good
+    assert ctypes.CDLL(str(again)).answer() == 42
+
+
+@pytest.mark.parametrize("cxx", ["/bin/true", "gcc"])
+def test_a_build_without_a_usable_library_is_an_error_and_is_not_cached(cxx, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    # /bin/true "succeeds" and writes nothing; gcc compiles the C++ but does not link libstdc++,
+    # so the library does not load
+    monkeypatch.setenv("GPUCOPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", cxx)
+    source = tmp_path / "cpp_only.cpp"
+    source.write_text(
+        '#include <vector>\nextern "C" int size() { return std::vector<int>(3).size(); }\n'
+    )
+    with pytest.raises(RuntimeError, match=r"cpp_only\.cpp"):
+        hostbuild.build_library(source, symbols=("size",))
+    assert not list((tmp_path / "cache").glob("*.so"))
+
+
+def test_a_verified_library_serves_without_a_compiler(tmp_path, monkeypatch):
+    source, library = _answer_library(tmp_path, monkeypatch)
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    assert hostbuild.build_library(source, symbols=("answer",)) == library
+    library.write_bytes(b"")  # and without one, a damaged library is an error naming it
+    with pytest.raises(RuntimeError, match="no-such-compiler-xyz"):
+        hostbuild.build_library(source, symbols=("answer",))

@@ -75,9 +75,8 @@ def _host_flags() -> tuple[str, ...]:
 @functools.cache
 def _host_library(flags: tuple[str, ...]) -> ctypes.CDLL:
     folder = cuda_sources()
-    library = ctypes.CDLL(
-        str(build_library(folder / "contraction.cu", flags, (folder / "shim.cuh",)))
-    )
+    path = build_library(folder / "contraction.cu", flags, (folder / "shim.cuh",), _SIGNATURES)
+    library = ctypes.CDLL(str(path))
     for name, signature in _SIGNATURES.items():
         function = getattr(library, name)
         function.restype = None

@@ -22,7 +22,9 @@ _pointer = ctypes.c_void_p
 
 def _library(rescore_all: bool) -> ctypes.CDLL:
     flags = (*DEFAULT_FLAGS, "-DGPUCOPS_RESCORE_ALL") if rescore_all else DEFAULT_FLAGS
-    library = load_library("gpucops.solver.csrc", "sequential_amwc.cpp", flags)
+    library = load_library(
+        "gpucops.solver.csrc", "sequential_amwc.cpp", flags, ("gpucops_sequential_amwc",)
+    )
     function = library.gpucops_sequential_amwc
     function.restype = _int64
     function.argtypes = [
