@@ -43,6 +43,16 @@ class AlignedSegments:
         return (hot & (ids >= 0).view(*ids.shape, 1, 1)).float()
 
 
+def _compact_ids(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct ids ≥ 0 of ``segments`` (increasing) and ``segments`` renumbered by their
+    position among them (−1 stays −1)."""
+    keep = segments >= 0
+    ids, inverse = torch.unique(segments[keep], return_inverse=True)
+    compact = torch.full_like(segments, -1)
+    compact[keep] = inverse
+    return ids, compact
+
+
 def segment_classes(classes: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """The class of each segment id ``[max id + 1]`` (−1 for ids no pixel has) of one image."""
     keep = segments >= 0
@@ -93,9 +103,12 @@ def align_segments(
     rows = []
     for b in range(pred_segments.shape[0]):
         pred_class = segment_classes(pred_classes[b], pred_segments[b])
-        gt_class = segment_classes(gt_classes[b], gt_segments[b])
+        # ground-truth ids may be anything ≥ 0 (raw COCO ids reach 2^24): match on compact ones,
+        # so the IoU matrix is [predictions, ground-truth segments], and report the originals
+        gt_ids, gt_segments_b = _compact_ids(gt_segments[b])
+        gt_class = segment_classes(gt_classes[b], gt_segments_b)
         iou = soft_iou_matrix(
-            pred_segments[b], gt_segments[b], weights[b], pred_class.numel(), gt_class.numel()
+            pred_segments[b], gt_segments_b, weights[b], pred_class.numel(), gt_class.numel()
         ).cpu().numpy()  # fmt: skip
         pred_class, gt_class = pred_class.cpu().numpy(), gt_class.cpu().numpy()
         channels = []
@@ -105,7 +118,8 @@ def align_segments(
             channels += [(preds[i], gts[j], c) for i, j in zip(rows_, cols_, strict=True)]
             channels += [(p, -1, c) for p in np.setdiff1d(preds, preds[rows_])]
             channels += [(-1, g, c) for g in np.setdiff1d(gts, gts[cols_])]
-        rows.append(channels)
+        original = gt_ids.cpu().numpy()
+        rows.append([(p, original[g] if g >= 0 else -1, c) for p, g, c in channels])
     width = max(map(len, rows), default=0)
     table = torch.full((len(rows), width, 3), -1, dtype=torch.int64)
     for b, channels in enumerate(rows):

@@ -130,3 +130,28 @@ def test_evaluate_refuses_file_names_that_leave_the_given_folders(name, tmp_path
     assert main(args) != 0
     error = capsys.readouterr().err.strip()
     assert "leaves the folder" in error and name in error and len(error.splitlines()) == 1
+
+
+def test_align_segments_works_on_compact_ground_truth_ids(monkeypatch):
+    from gpucops import matching
+
+    g = torch.Generator().manual_seed(5)
+    pred_classes = torch.randint(0, 3, (2, 16, 16), generator=g)
+    pred_segments = torch.randint(0, 6, (2, 16, 16), generator=g)
+    gt_classes = torch.randint(0, 3, (2, 16, 16), generator=g)
+    gt_segments = torch.randint(-1, 5, (2, 16, 16), generator=g)
+    gt_classes[gt_segments < 0] = -1
+    weights = torch.rand(2, 16, 16, generator=g)
+    compact = matching.align_segments(pred_classes, pred_segments, gt_classes, gt_segments, weights)
+    # raw COCO-panoptic ids (RGB-encoded, up to 2^24), with gaps; increasing, so the channels
+    # come in the same order
+    raw = torch.tensor([5, 77, 9_999, 4_000_000, 16_777_215])
+    raw_segments = torch.where(gt_segments >= 0, raw[gt_segments.clamp(min=0)], -1)
+    sizes = []
+    iou = matching.soft_iou_matrix
+    monkeypatch.setattr(matching, "soft_iou_matrix", lambda *a: sizes.append(a[4]) or iou(*a))
+    sparse = matching.align_segments(pred_classes, pred_segments, gt_classes, raw_segments, weights)
+    present = [gt_segments[b][gt_segments[b] >= 0].unique().numel() for b in range(2)]
+    assert sizes == present  # [predictions, present segments], not [predictions, 2^24]
+    assert torch.equal(sparse.pred, compact.pred) and torch.equal(sparse.classes, compact.classes)
+    assert torch.equal(sparse.gt, torch.where(compact.gt >= 0, raw[compact.gt.clamp(min=0)], -1))
