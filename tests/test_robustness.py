@@ -4,13 +4,22 @@ crash on an all-void batch, no boundary ratio that would run for hours."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import gpucops
 from gpucops.cli import main
-from gpucops.data import write_panoptic_json, write_panoptic_png
+from gpucops.data import (
+    CityscapesPanoptic,
+    read_image,
+    write_panoptic_json,
+    write_panoptic_png,
+    write_synthetic_cityscapes,
+)
 from gpucops.losses import semantic_pretraining_loss
 from gpucops.metrics.panoptic import PanopticQuality
 from gpucops.synthetic import make_problem
@@ -155,3 +164,38 @@ def test_align_segments_works_on_compact_ground_truth_ids(monkeypatch):
     assert sizes == present  # [predictions, present segments], not [predictions, 2^24]
     assert torch.equal(sparse.pred, compact.pred) and torch.equal(sparse.classes, compact.classes)
     assert torch.equal(sparse.gt, torch.where(compact.gt >= 0, raw[compact.gt.clamp(min=0)], -1))
+
+
+def test_a_16_bit_grayscale_image_is_read_scaled_not_white(tmp_path):
+    values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 … 65520
+    Image.fromarray(values).save(tmp_path / "gray16.png")
+    image = read_image(tmp_path / "gray16.png")
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    expected = np.round(values / 257).astype(np.uint8)  # 65535 → 255
+    assert np.abs(image[..., 0].astype(int) - expected).max() <= 1
+    assert 120 < image.mean() < 135  # not uniformly white (the old reading: 254.5)
+
+
+def _one_image_dataset(tmp_path):
+    root = write_synthetic_cityscapes(tmp_path, num_images=1, height=32, width=64, progress=False)
+    (panoptic,) = (root / "gtFine" / "cityscapes_panoptic_train").glob("*.png")
+    (image,) = (root / "leftImg8bit" / "train").rglob("*.png")
+    return root, panoptic, image
+
+
+def test_an_image_and_its_panoptic_png_of_different_sizes_are_refused(tmp_path):
+    root, panoptic, image = _one_image_dataset(tmp_path)
+    Image.open(image).resize((48, 32)).save(image)
+    with pytest.raises(ValueError, match=f"{panoptic.name} is 32×64 but its image"):
+        CityscapesPanoptic(root, distances=(1, 2))[0]
+
+
+def test_panoptic_ids_missing_from_segments_info_are_refused(tmp_path):
+    root, panoptic, _ = _one_image_dataset(tmp_path)
+    for document_path in (root / "gtFine").glob("cityscapes_panoptic_train*.json"):
+        document = json.loads(document_path.read_text())
+        annotation = document["annotations"][0]
+        annotation["segments_info"] = annotation["segments_info"][3:]
+        document_path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=f"{panoptic.name} has segment ids"):
+        CityscapesPanoptic(root, distances=(1, 2))[0]

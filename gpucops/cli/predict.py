@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..data import PanopticWriter, read_panoptic_json
+from ..data import PanopticWriter, read_image, read_panoptic_json
 from ..inference import Predictor, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
@@ -69,17 +68,9 @@ def image_id(path: Path) -> str:
     return path.stem.removesuffix("_leftImg8bit")
 
 
-def _read(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
-
-
 def _batches(paths: list[Path], batch_size: int):
     """Batches of (paths, uint8 [B, 3, H, W]) with one size each, in name order per size."""
-    images = [(path, _read(path)) for path in paths]
+    images = [(path, read_image(path)) for path in paths]
     images.sort(key=lambda item: item[1].shape[:2])  # stable: name order within a size
     for _, group in groupby(images, key=lambda item: item[1].shape[:2]):
         group = list(group)

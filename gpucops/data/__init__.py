@@ -1,5 +1,6 @@
 """Data: COCO-panoptic files, datasets in their official layouts, synthetic street scenes."""
 
+from .images import read_image
 from .panoptic_dataset import CityscapesPanoptic, CocoPanoptic, PanopticDataset
 from .panoptic_files import (
     PanopticWriter,
@@ -26,6 +27,7 @@ __all__ = [
     "labeling_to_panoptic",
     "panoptic_pairs",
     "panoptic_segments",
+    "read_image",
     "read_panoptic_json",
     "read_panoptic_png",
     "rgb2id",

@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..grid import cut_maps, edge_weight_maps
+from .images import read_image
 from .panoptic_files import read_panoptic_json, rgb2id
 
 __all__ = ["CityscapesPanoptic", "CocoPanoptic", "PanopticDataset"]
@@ -114,10 +115,16 @@ class PanopticDataset(Dataset):
         for path in (image_path, panoptic_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing")
-        image = torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)
+        image = torch.from_numpy(read_image(image_path)).permute(2, 0, 1)
         ids = torch.from_numpy(
             rgb2id(np.array(Image.open(panoptic_path).convert("RGB"))).astype(np.int64)
         )
+        # crops and scales would silently misalign an image and a label map of another size
+        if tuple(image.shape[1:]) != tuple(ids.shape):
+            raise ValueError(
+                f"{panoptic_path} is {ids.shape[0]}×{ids.shape[1]} but its image {image_path} is "
+                f"{image.shape[1]}×{image.shape[2]}"
+            )
         return image, ids, {s["id"]: s for s in annotation["segments_info"]}
 
     def _augment(
@@ -157,6 +164,13 @@ class PanopticDataset(Dataset):
         segment = torch.full((max(unique) + 1,), -1, dtype=torch.int64)
         weight = torch.zeros(max(unique) + 1)  # affinity weight of each segment's pixels
         semantic_weight = torch.zeros(max(unique) + 1)
+        # id 0 is void; any other id must be listed (else its pixels would silently become void)
+        unlisted = [s for s in unique if s != 0 and s not in segments]
+        if unlisted:
+            raise ValueError(
+                f"{self.panoptic_folder / annotation['file_name']} has segment ids "
+                f"{unlisted[:5]} that its segments_info does not list"
+            )
         for rank, segment_id in enumerate(s for s in unique if s in segments):
             info = segments[segment_id]
             category[segment_id] = self.class_of[info["category_id"]]
