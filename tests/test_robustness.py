@@ -199,3 +199,18 @@ def test_panoptic_ids_missing_from_segments_info_are_refused(tmp_path):
         document_path.write_text(json.dumps(document))
     with pytest.raises(ValueError, match=f"{panoptic.name} has segment ids"):
         CityscapesPanoptic(root, distances=(1, 2))[0]
+
+
+def test_predict_reads_the_pixels_of_one_batch_at_a_time(tmp_path, monkeypatch):
+    from gpucops.cli import predict
+
+    for index, size in enumerate([(8, 6), (8, 6), (5, 7), (8, 6), (5, 7)]):
+        Image.fromarray(np.full((*size, 3), index, np.uint8)).save(tmp_path / f"{index}.png")
+    read = []
+    monkeypatch.setattr(predict, "read_image", lambda path: read.append(path) or read_image(path))
+    batches = predict._batches(sorted(tmp_path.glob("*.png")), batch_size=2)
+    names, _, stacked = next(batches)
+    assert len(read) == 2 and stacked.shape == (2, 3, 5, 7)  # the smaller size first
+    assert [path.name for path in names] == ["2.png", "4.png"]
+    rest = list(batches)
+    assert len(read) == 5 and [len(names) for names, _, _ in rest] == [2, 1]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..data import PanopticWriter, read_image, read_panoptic_json
@@ -69,15 +70,27 @@ def image_id(path: Path) -> str:
 
 
 def _batches(paths: list[Path], batch_size: int):
-    """Batches of (paths, uint8 [B, 3, H, W]) with one size each, in name order per size."""
-    images = [(path, read_image(path)) for path in paths]
-    images.sort(key=lambda item: item[1].shape[:2])  # stable: name order within a size
-    for _, group in groupby(images, key=lambda item: item[1].shape[:2]):
+    """Batches of (paths, images, uint8 [B, 3, H, W]) with one size each, in name order per
+    size. Only the sizes are read up front (file headers); each batch's pixels when it is due,
+    so memory holds one batch, not the folder."""
+    sizes = {path: _image_size(path) for path in paths}
+    ordered = sorted(paths, key=sizes.__getitem__)  # stable: name order within a size
+    for _, group in groupby(ordered, key=sizes.__getitem__):
         group = list(group)
         for start in range(0, len(group), batch_size):
             chunk = group[start : start + batch_size]
-            stacked = torch.from_numpy(np.stack([image for _, image in chunk])).permute(0, 3, 1, 2)
-            yield [path for path, _ in chunk], [image for _, image in chunk], stacked
+            images = [read_image(path) for path in chunk]
+            stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+            yield chunk, images, stacked
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
 
 
 def run(args: argparse.Namespace) -> None:
