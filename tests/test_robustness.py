@@ -15,6 +15,7 @@ import gpucops
 from gpucops.cli import main
 from gpucops.data import (
     CityscapesPanoptic,
+    PanopticWriter,
     read_image,
     write_panoptic_json,
     write_panoptic_png,
@@ -214,3 +215,24 @@ def test_predict_reads_the_pixels_of_one_batch_at_a_time(tmp_path, monkeypatch):
     assert [path.name for path in names] == ["2.png", "4.png"]
     rest = list(batches)
     assert len(read) == 5 and [len(names) for names, _, _ in rest] == [2, 1]
+
+
+def test_an_interrupted_writer_loses_no_finished_image(tmp_path):
+    categories = [{"id": 7, "name": "thing", "isthing": 1}]
+    classes = torch.zeros(4, 5, dtype=torch.int64)
+    segments = torch.arange(20).view(4, 5) % 3
+    first = PanopticWriter(tmp_path / "panoptic", categories)
+    first.add("a", classes, segments)
+    first.add("b", classes, segments)
+    del first  # killed before close(): no JSON
+    assert not (tmp_path / "panoptic.json").exists()
+    with (tmp_path / "panoptic.json.partial.jsonl").open("a") as handle:
+        handle.write('[{"image_id": "c", "file_na')  # a line cut short by the kill
+    again = PanopticWriter(tmp_path / "panoptic", categories)
+    assert again.done == {"a", "b"}  # a re-run skips these
+    again.add("c", classes, segments)
+    document = json.loads(again.close().read_text())
+    assert [a["image_id"] for a in document["annotations"]] == ["a", "b", "c"]
+    assert not (tmp_path / "panoptic.json.partial.jsonl").exists()
+    assert not list(tmp_path.rglob(".*partial*"))
+    assert PanopticWriter(tmp_path / "panoptic", categories).done == set()

@@ -105,9 +105,13 @@ def run(args: argparse.Namespace) -> None:
     predictor = Predictor(args.checkpoint, resolve_device(args.device), categories)
     out = Path(args.out)
     writer = PanopticWriter(out / "panoptic", predictor.categories)
+    # an interrupted run's finished images are kept: predict the others
+    pending = [path for path in paths if image_id(path) not in writer.done]
     seconds = {"model": 0.0, "solver": 0.0}
-    with tqdm(total=len(paths), unit="image", desc="predicting") as bar:
-        for names, images, batch in _batches(paths, args.batch_size):
+    with tqdm(
+        total=len(paths), initial=len(paths) - len(pending), unit="image", desc="predicting"
+    ) as bar:
+        for names, images, batch in _batches(pending, args.batch_size):
             prediction = predictor(batch, full_resolution=args.full_resolution)
             classes_batch = prediction.labeling.classes.cpu()
             segments_batch = remove_small_segments(
@@ -134,12 +138,13 @@ def run(args: argparse.Namespace) -> None:
                     )  # fmt: skip
                 bar.update(1)
     json_path = writer.close()
-    count = len(paths)
+    count = max(1, len(pending))
+    kept = f", {len(paths) - len(pending)} kept from an interrupted run" if pending != paths else ""
     print(
-        f"{count} images → {json_path} and {writer.folder}/ "
+        f"{len(paths)} images → {json_path} and {writer.folder}/ "
         f"({'full resolution' if args.full_resolution else 'stride 4'}, {predictor.device}; "
         f"model {seconds['model'] / count:.3f} s/image, solver {seconds['solver'] / count:.3f} "
-        "s/image)"
+        f"s/image{kept})"
     )
 
 

@@ -8,6 +8,7 @@ This is the format of COCO panoptic and of the panoptic ground truth that citysc
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +47,14 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
 
 
 def write_panoptic_png(path: str | Path, ids: np.ndarray | torch.Tensor) -> None:
-    """Write segment ids ``[H, W]`` (0 = void) as a COCO-panoptic PNG."""
+    """Write segment ids ``[H, W]`` (0 = void) as a COCO-panoptic PNG (atomically: a reader never
+    sees half a file)."""
     if isinstance(ids, torch.Tensor):
         ids = ids.cpu().numpy()
-    Image.fromarray(id2rgb(ids)).save(path)
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial")
+    Image.fromarray(id2rgb(ids)).save(temporary, format="PNG")
+    os.replace(temporary, path)
 
 
 def read_panoptic_png(path: str | Path) -> np.ndarray:
@@ -113,11 +118,14 @@ def panoptic_segments(
 def write_panoptic_json(path: str | Path, annotations: list[dict], categories: list[dict],
                         images: list[dict] | None = None) -> None:  # fmt: skip
     """Write a COCO-panoptic JSON (``annotations``: ``image_id``, ``file_name``,
-    ``segments_info``)."""
+    ``segments_info``), atomically."""
     document = {"annotations": annotations, "categories": categories}
     if images is not None:
         document["images"] = images
-    Path(path).write_text(json.dumps(document, indent=1, sort_keys=True))
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(json.dumps(document, indent=1, sort_keys=True))
+    os.replace(temporary, path)
 
 
 def read_panoptic_json(path: str | Path) -> dict:
@@ -186,6 +194,11 @@ class PanopticWriter:
     ``folder`` and, on :meth:`close`, one JSON at ``json_path`` (``folder`` + ``.json`` by
     default) listing every image's ``segments_info``.
 
+    Nothing is lost to an interruption: each finished image is appended to a journal
+    (``json_path`` + ``.partial.jsonl``) right after its PNG; a writer opened on the same paths
+    takes the journal's images up (:attr:`done`, so a re-run can skip them), and :meth:`close`
+    writes the JSON of all of them and removes the journal.
+
     Args:
         folder: where the PNGs go (created).
         categories: the dataset's categories in class order (``id``, ``name``, ``isthing``):
@@ -203,6 +216,21 @@ class PanopticWriter:
         self.categories = list(categories)
         self.annotations: list[dict] = []
         self.images: list[dict] = []
+        self.journal = self.json_path.with_name(self.json_path.name + ".partial.jsonl")
+        if self.journal.is_file():
+            for line in self.journal.read_text().splitlines():
+                try:
+                    annotation, image = json.loads(line)
+                except ValueError:  # a line cut short by the interruption: redo that image
+                    continue
+                if (self.folder / annotation["file_name"]).is_file():
+                    self.annotations.append(annotation)
+                    self.images.append(image)
+
+    @property
+    def done(self) -> set[str]:
+        """The ids of the images already written (by this writer or an interrupted one)."""
+        return {annotation["image_id"] for annotation in self.annotations}
 
     def add(
         self,
@@ -220,12 +248,17 @@ class PanopticWriter:
                 entry["score"] = float(scores[entry["id"] - 1])
         name = f"{image_id}.png"
         write_panoptic_png(self.folder / name, ids)
-        self.annotations.append({"image_id": image_id, "file_name": name, "segments_info": info})
+        annotation = {"image_id": image_id, "file_name": name, "segments_info": info}
         height, width = ids.shape
-        self.images.append({"id": image_id, "file_name": name, "height": height, "width": width})
+        image = {"id": image_id, "file_name": name, "height": height, "width": width}
+        with self.journal.open("a") as handle:
+            handle.write(json.dumps([annotation, image]) + "\n")
+        self.annotations.append(annotation)
+        self.images.append(image)
         return self.folder / name
 
     def close(self) -> Path:
-        """Write the JSON; returns its path."""
+        """Write the JSON (atomically) and remove the journal; returns the JSON's path."""
         write_panoptic_json(self.json_path, self.annotations, self.categories, self.images)
+        self.journal.unlink(missing_ok=True)
         return self.json_path
