@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 import torch.distributed as dist
@@ -240,6 +242,72 @@ def validate(module: TrainingModule, dataset, device: torch.device) -> dict:
     return metric.compute()
 
 
+# config keys that may change at --resume without changing the run (paths, and how often it
+# saves or validates); any other change would make the resumed run another run
+_FREE_AT_RESUME = frozenset(
+    {"output_dir", "data_root", "init_checkpoint", "backbone_weights", "checkpoint_every",
+     "validate_every"}
+)  # fmt: skip
+
+
+def _claim_output(output: Path, resume: bool) -> IO:
+    """Make ``output`` this run's folder: writable (checked now, not at the first checkpoint),
+    locked against a second run (an OS lock, released when the process ends, even killed), and
+    holding a checkpoint exactly when resuming. Returns the open lock file."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        lock = open(output / ".lock", "a")  # held for the whole run
+    except OSError as error:
+        raise ValueError(f"output_dir {output} is not writable: {error.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ValueError(f"output_dir {output} is in use by another training run") from None
+    checkpoint = output / "checkpoint.pt"
+    if resume != checkpoint.is_file():
+        lock.close()
+        if resume:
+            raise ValueError(f"--resume: {checkpoint} does not exist")
+        raise ValueError(
+            f"output_dir {output} already holds a run ({checkpoint.name}): pass --resume to "
+            "continue it, or choose another output_dir"
+        )
+    return lock
+
+
+def _check_resumed_config(config: TrainConfig, stored: dict) -> None:
+    """Refuse a resume whose config differs from the checkpoint's beyond paths and intervals:
+    the resumed run would silently not be the run it continues."""
+
+    def plain(value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    current = dataclasses.asdict(config)
+    changed = [
+        f"{key}: {plain(stored.get(key))!r} → {plain(value)!r}"
+        for key, value in current.items()
+        if key not in _FREE_AT_RESUME and plain(stored.get(key)) != plain(value)
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume: the config differs from the checkpoint's ({'; '.join(changed)}); "
+            "resume with the run's own config, or start a new run in another output_dir"
+        )
+
+
+def _truncated_log(path: Path, step: int) -> IO:
+    """``log.csv`` opened for appending after its rows up to ``step`` (those after the resumed
+    checkpoint were logged by the interrupted run and are done again)."""
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row and int(row[0]) <= step]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return open(path, "a", newline="")  # closed at the end of the run
+
+
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict:
     """Run (or continue) a training run; returns the final loss, the last validation result,
     the step and the trained :class:`TrainingModule`. ``stop_at`` ends the run early at that
@@ -253,6 +321,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(config.seed)
     output = Path(config.output_dir)
+    lock = _claim_output(output, resume) if rank == 0 else None
     train_set, val_set = _datasets(config) if rank == 0 or world == 1 else (None, None)
     if world > 1:
         dist.barrier()  # rank 0 wrote the synthetic data
@@ -274,6 +343,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     checkpoint_path = output / "checkpoint.pt"
     if resume:
         state = load_checkpoint(checkpoint_path)
+        _check_resumed_config(config, state.get("config", {}))
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -283,12 +353,12 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
     writer, log = None, None
     if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        log = open(output / "log.csv", "a", newline="")
+        log = _truncated_log(output / "log.csv", step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(output / "tensorboard"))
+            # purge_step hides the interrupted run's events after the resumed checkpoint
+            writer = SummaryWriter(str(output / "tensorboard"), purge_step=step + 1)
         except ImportError:  # TensorBoard is optional
             writer = None
     module.train()
@@ -343,4 +413,6 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         log.close()
     if writer is not None:
         writer.close()
+    if lock is not None:
+        lock.close()
     return {"loss": last_loss, "validation": result, "step": step, "module": module}

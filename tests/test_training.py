@@ -106,3 +106,40 @@ def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_p
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert "ranks equal" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_a_used_folder_needs_resume_and_a_resume_needs_its_checkpoint(config_file, tmp_path):
+    config = TrainConfig.from_yaml(config_file, {"steps": 1, "output_dir": str(tmp_path / "r")})
+    train(config)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(config)  # would have replaced the trained checkpoint and appended to its log
+    with pytest.raises(ValueError, match="does not exist"):
+        train(dataclasses.replace(config, output_dir=str(tmp_path / "new")), resume=True)
+
+
+def test_two_runs_in_one_folder_and_an_unwritable_folder_fail_at_start(config_file, tmp_path):
+    import fcntl
+
+    config = TrainConfig.from_yaml(config_file, {"steps": 1, "output_dir": str(tmp_path / "r")})
+    (tmp_path / "r").mkdir()
+    with open(tmp_path / "r" / ".lock", "a") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="in use by another training run"):
+            train(config)
+    (tmp_path / "file").write_text("")
+    blocked = dataclasses.replace(config, output_dir=str(tmp_path / "file" / "run"))
+    with pytest.raises(ValueError, match="not writable"):
+        train(blocked)
+
+
+def test_resume_refuses_a_changed_config_and_logs_each_step_once(config_file, tmp_path):
+    config = TrainConfig.from_yaml(
+        config_file, {"steps": 4, "checkpoint_every": 2, "output_dir": str(tmp_path / "r")}
+    )
+    train(config, stop_at=3)  # killed after step 3, its checkpoint at step 2
+    for change in ({"seed": 1}, {"batch_size": 1}, {"lr": 0.5}):
+        with pytest.raises(ValueError, match=f"--resume: the config differs.*{next(iter(change))}"):
+            train(dataclasses.replace(config, **change), resume=True)
+    train(dataclasses.replace(config, validate_every=7), resume=True)  # an interval may change
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "r" / "log.csv").read_text().split()]
+    assert steps == [1, 2, 3, 4]
