@@ -112,6 +112,8 @@ def check_distances(distances: object, height: int, width: int) -> tuple[int, ..
         distances = distances.tolist()
     if not isinstance(distances, Sequence) or isinstance(distances, str):
         raise ValueError(f"distances must be a sequence of integers, got {distances!r}")
+    if len(distances) == 0:
+        raise ValueError("distances must hold at least one distance, got none")
     result = []
     for d in distances:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral):

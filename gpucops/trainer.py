@@ -99,9 +99,25 @@ class TrainConfig:
         for key, value in values.items():
             if isinstance(value, list):
                 values[key] = tuple(value)
+        for key, value in values.items():  # YAML reads 1e-3 as a string, for one
+            expected = known[key].default
+            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{path}: {key} must be a number, got {value!r}")
         config = cls(**values)
         if config.stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be 'pretrain' or 'finetune', got {config.stage!r}")
+        for key in ("batch_size", "accumulate", "checkpoint_every", "validate_every", "samples"):
+            if getattr(config, key) < 1:
+                raise ValueError(f"{path}: {key} must be ≥ 1, got {getattr(config, key)}")
+        if config.stage == "finetune" and not config.init_checkpoint:
+            raise ValueError(
+                f"{path}: stage finetune starts from a pre-trained run: set init_checkpoint"
+            )
+        low, high = config.lambda_range
+        if not 0 < low <= high < math.inf:
+            raise ValueError(f"{path}: lambda_range must be finite with 0 < low ≤ high, got "
+                             f"{config.lambda_range}")  # fmt: skip
         return config
 
 

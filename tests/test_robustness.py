@@ -236,3 +236,9 @@ def test_an_interrupted_writer_loses_no_finished_image(tmp_path):
     assert not (tmp_path / "panoptic.json.partial.jsonl").exists()
     assert not list(tmp_path.rglob(".*partial*"))
     assert PanopticWriter(tmp_path / "panoptic", categories).done == set()
+
+
+def test_no_distances_is_a_clear_error():
+    p = make_problem(1, 8, 8, 3, (1,), seed=0)
+    with pytest.raises(ValueError, match="distances must hold at least one"):
+        gpucops.solve(p.node_costs, p.edge_costs[:, :0], p.partitionable, ())

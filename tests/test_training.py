@@ -97,6 +97,24 @@ def test_bad_configs(tmp_path):
         TrainConfig.from_yaml(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr: 1e-3\n", "lr must be a number"),  # YAML 1.1 reads this as a string
+        ("batch_size: 0\n", "batch_size must be ≥ 1"),
+        ("accumulate: 0\n", "accumulate must be ≥ 1"),  # trained nothing and exited 0
+        ("checkpoint_every: 0\n", "checkpoint_every must be ≥ 1"),
+        ("stage: finetune\n", "set init_checkpoint"),  # was silently random
+        ("lambda_range: [1, .inf]\n", "lambda_range must be finite"),
+    ],
+)
+def test_config_values_are_checked_when_read(text, message, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_yaml(path)
+
+
 def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
