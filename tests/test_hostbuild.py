@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 
 import pytest
 
@@ -50,16 +51,24 @@ def _answer_library(tmp_path, monkeypatch):
     return source, hostbuild.build_library(source, symbols=("answer",))
 
 
+def _damage(library, content: bytes) -> None:
+    """Put ``content`` in the library's place as another process would (a new file: this
+    process has the built library mapped, and writing into that file would crash it)."""
+    damaged = library.with_name("damaged.tmp")
+    damaged.write_bytes(content)
+    os.replace(damaged, library)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "empty", "replace", "no record"])
 def test_a_damaged_cached_library_is_rebuilt_not_loaded(damage, tmp_path, monkeypatch):
     source, library = _answer_library(tmp_path, monkeypatch)
     good = library.read_bytes()
     if damage == "truncate":  # loading this killed every later solve with a bus error
-        library.write_bytes(good[: len(good) // 3])
+        _damage(library, good[: len(good) // 3])
     elif damage == "empty":
-        library.write_bytes(b"")
+        _damage(library, b"")
     elif damage == "replace":  # same size, other bytes
-        library.write_bytes(bytes(len(good)))
+        _damage(library, bytes(len(good)))
     else:
         library.with_suffix(".json").unlink()
     again = hostbuild.build_library(source, symbols=("answer",))
@@ -87,6 +96,6 @@ def test_a_verified_library_serves_without_a_compiler(tmp_path, monkeypatch):
     source, library = _answer_library(tmp_path, monkeypatch)
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
     assert hostbuild.build_library(source, symbols=("answer",)) == library
-    library.write_bytes(b"")  # and without one, a damaged library is an error naming it
+    _damage(library, b"")  # and without one, a damaged library is an error naming it
     with pytest.raises(RuntimeError, match="no-such-compiler-xyz"):
         hostbuild.build_library(source, symbols=("answer",))
