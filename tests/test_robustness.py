@@ -5,6 +5,8 @@ crash on an all-void batch, no boundary ratio that would run for hours."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +244,42 @@ def test_no_distances_is_a_clear_error():
     p = make_problem(1, 8, 8, 3, (1,), seed=0)
     with pytest.raises(ValueError, match="distances must hold at least one"):
         gpucops.solve(p.node_costs, p.edge_costs[:, :0], p.partitionable, ())
+
+
+@pytest.mark.parametrize("problem", ["read-only", "a file in its place"])
+def test_an_unusable_build_cache_is_one_clear_error(problem, tmp_path, monkeypatch):
+    from gpucops.solver import hostbuild
+
+    cache = tmp_path / "cache"
+    if problem == "read-only":  # as root, only a path under a file is unwritable for sure
+        (tmp_path / "file").write_text("")
+        cache = tmp_path / "file" / "cache"
+    else:
+        cache.write_text("")
+    monkeypatch.setenv("GPUCOPS_CACHE_DIR", str(cache))
+    source = tmp_path / "answer.cpp"
+    source.write_text('extern "C" int answer() { return 42; }\n')
+    with pytest.raises(RuntimeError, match="set GPUCOPS_CACHE_DIR to a writable folder"):
+        hostbuild.build_library(source)
+    monkeypatch.setenv("GPUCOPS_CACHE_DIR", "")  # empty = unset, not the working directory
+    assert hostbuild.cache_dir() != Path("")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"annotations": [{"image_id": 1, "segments_info": []}], "categories": []},
+         r"annotations\[0\] has no 'file_name'"),
+        ({"annotations": [], "categories": [{"id": 1}]}, r"categories\[0\] has no 'isthing'"),
+        ([], "not a JSON object"),
+    ],
+)  # fmt: skip
+def test_evaluate_names_a_missing_json_key_in_one_line(document, message, tmp_path, capsys):
+    (tmp_path / "gt.json").write_text(json.dumps(document))
+    write_panoptic_json(tmp_path / "pred.json", [], [])
+    args = ["evaluate", "--gt-json", str(tmp_path / "gt.json"), "--gt-dir", str(tmp_path),
+            "--pred-json", str(tmp_path / "pred.json"), "--pred-dir", str(tmp_path)]  # fmt: skip
+    assert main(args) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert re.search(message, error), error

@@ -128,6 +128,10 @@ def write_panoptic_json(path: str | Path, annotations: list[dict], categories: l
     os.replace(temporary, path)
 
 
+_ANNOTATION_KEYS = ("image_id", "file_name", "segments_info")
+_CATEGORY_KEYS = ("id", "isthing")
+
+
 def read_panoptic_json(path: str | Path) -> dict:
     """The parsed COCO-panoptic JSON, with a clear error for a missing or malformed file."""
     path = Path(path)
@@ -137,9 +141,15 @@ def read_panoptic_json(path: str | Path) -> dict:
         document = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"panoptic JSON {path} is not valid JSON: {error}") from error
-    for key in ("annotations", "categories"):
-        if key not in document:
+    if not isinstance(document, dict):
+        raise ValueError(f"panoptic JSON {path} is not a JSON object")
+    for key, fields in (("annotations", _ANNOTATION_KEYS), ("categories", _CATEGORY_KEYS)):
+        if not isinstance(document.get(key), list):
             raise ValueError(f"panoptic JSON {path} has no {key!r} list")
+        for index, entry in enumerate(document[key]):
+            missing = [name for name in fields if not isinstance(entry, dict) or name not in entry]
+            if missing:
+                raise ValueError(f"panoptic JSON {path}: {key}[{index}] has no {missing[0]!r}")
     return document
 
 

@@ -35,7 +35,7 @@ DEFAULT_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 def cache_dir() -> Path:
     """Where compiled libraries are kept (created on demand)."""
     root = os.environ.get("GPUCOPS_CACHE_DIR")
-    if root is None:
+    if not root:  # unset or empty (an empty path would mean the working directory)
         base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
         root = str(Path(base) / "gpucops")
     return Path(root)
@@ -120,8 +120,14 @@ def build_library(
     target = folder / f"{source.stem}-{key}-{version}.so"
     if _verified(target):
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{source.stem}-", suffix=".so")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{source.stem}-", suffix=".so")
+    except OSError as error:
+        raise RuntimeError(
+            f"gpucops cannot write its build cache {folder} ({error.strerror}); set "
+            "GPUCOPS_CACHE_DIR to a writable folder"
+        ) from None
     os.close(fd)
     os.unlink(temporary)  # the compiler must create it: an empty placeholder is no build
     try:
