@@ -23,6 +23,7 @@ the AMWC itself perturbed in the backward.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -82,9 +83,10 @@ def draw_lambdas(
     num_samples: int, low: float, high: float, seed: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """``[num_samples]`` float32 λ ~ U[low, high] from a generator seeded with ``seed``."""
-    if num_samples < 1 or not 0 < low <= high:
+    if num_samples < 1 or not 0 < low <= high < math.inf:
         raise ValueError(
-            f"need num_samples ≥ 1 and 0 < λ_min ≤ λ_max, got {num_samples}, [{low}, {high}]"
+            f"lambda_range and num_samples: need num_samples ≥ 1 and finite 0 < λ_min ≤ λ_max, "
+            f"got {num_samples}, [{low}, {high}]"
         )
     generator = torch.Generator().manual_seed(seed)
     return (low + (high - low) * torch.rand(num_samples, generator=generator)).to(device)

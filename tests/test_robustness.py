@@ -283,3 +283,11 @@ def test_evaluate_names_a_missing_json_key_in_one_line(document, message, tmp_pa
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert re.search(message, error), error
+
+
+@pytest.mark.parametrize("lambda_range", [(1.0, float("inf")), (0.0, 5.0), (5.0, 1.0)])
+def test_the_layer_refuses_a_lambda_range_it_cannot_draw_from(lambda_range):
+    from gpucops.layer import AMWCLayer
+
+    with pytest.raises(ValueError, match="lambda_range"):
+        AMWCLayer(torch.tensor([True, False]), (1, 2), lambda_range=lambda_range)
