@@ -198,3 +198,19 @@ def test_bench_times_both_resolutions(tmp_path):
     assert "ms/image" in result.stdout and "Table 8" in result.stdout
     bad = gpucops("bench", "--sizes", "8x8")
     assert bad.returncode == 2 and "sizes start at" in bad.stderr
+
+
+def test_predict_skips_an_image_too_small_for_the_distances_and_goes_on(trained, tmp_path):
+    sources = sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))[:1]
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(sources[0], images / "good.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / "thumbnail.png")  # 4×4 cells
+    out = tmp_path / "out"
+    result = gpucops("predict", "--checkpoint", str(trained["checkpoint"]), "--images",
+                     str(images), "--out", str(out), "--no-overlays")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr and "thumbnail.png" in result.stderr
+    assert "Traceback" not in result.stderr
+    document = read_panoptic_json(out / "panoptic.json")
+    assert [a["image_id"] for a in document["annotations"]] == ["good"]

@@ -18,6 +18,7 @@ distance-1 edges (see :mod:`gpucops.inference`).
 from __future__ import annotations
 
 import argparse
+import sys
 from itertools import groupby
 from pathlib import Path
 
@@ -84,6 +85,14 @@ def _batches(paths: list[Path], batch_size: int):
             yield chunk, images, stacked
 
 
+def _fits(size: tuple[int, int], distances: tuple[int, ...]) -> bool:
+    """Whether an image of ``size`` has a stride-grid edge of every distance (the solver needs
+    each distance shorter than the grid's height or width; at full resolution the same holds
+    ×stride)."""
+    cells = max(-(-side // Predictor.STRIDE) for side in size)
+    return max(distances) < cells
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     """``(H, W)`` from the file's header, without decoding the pixels."""
     try:
@@ -107,6 +116,18 @@ def run(args: argparse.Namespace) -> None:
     writer = PanopticWriter(out / "panoptic", predictor.categories)
     # an interrupted run's finished images are kept: predict the others
     pending = [path for path in paths if image_id(path) not in writer.done]
+    # an image too small for the network's edge distances is skipped with a line, so that one
+    # thumbnail does not abort a whole folder (sizes from the file headers)
+    small = [path for path in pending if not _fits(_image_size(path), predictor.distances)]
+    for path in small:
+        height, width = _image_size(path)
+        tqdm.write(
+            f"skipped {path}: {height}×{width} pixels is too small for the edge distances "
+            f"{predictor.distances} (the stride-{Predictor.STRIDE} grid needs more than "
+            f"{max(predictor.distances)} cells along one side)",
+            file=sys.stderr,
+        )
+    pending = [path for path in pending if path not in small]
     seconds = {"model": 0.0, "solver": 0.0}
     with tqdm(
         total=len(paths), initial=len(paths) - len(pending), unit="image", desc="predicting"
@@ -139,12 +160,14 @@ def run(args: argparse.Namespace) -> None:
                 bar.update(1)
     json_path = writer.close()
     count = max(1, len(pending))
-    kept = f", {len(paths) - len(pending)} kept from an interrupted run" if pending != paths else ""
+    kept = len(paths) - len(pending) - len(small)
+    notes = f", {kept} kept from an interrupted run" if kept else ""
+    notes += f", {len(small)} too small, skipped" if small else ""
     print(
         f"{len(paths)} images → {json_path} and {writer.folder}/ "
         f"({'full resolution' if args.full_resolution else 'stride 4'}, {predictor.device}; "
         f"model {seconds['model'] / count:.3f} s/image, solver {seconds['solver'] / count:.3f} "
-        f"s/image{kept})"
+        f"s/image{notes})"
     )
 
 
