@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import check_labels
 from .grid import both_ends_maps, cut_maps
 from .kernels import edge_costs_from_logits, node_costs_from_logits, perturb_costs
 from .labeling import PanopticLabeling
@@ -90,6 +91,20 @@ def draw_lambdas(
         )
     generator = torch.Generator().manual_seed(seed)
     return (low + (high - low) * torch.rand(num_samples, generator=generator)).to(device)
+
+
+def _check_ground_truth(
+    gt_classes: object, gt_segments: object, cost_shape: torch.Size
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gt_classes`` and ``gt_segments`` ``[B, H, W]`` int64 on the costs' grid, classes in
+    ``[−1, K)`` (a class id ≥ K failed deep inside the alignment before)."""
+    batch, num_classes, height, width = cost_shape
+    shape = (batch, height, width)
+    classes = check_labels(gt_classes, "gt_classes", shape, None)
+    segments = check_labels(gt_segments, "gt_segments", shape, None)
+    if classes.numel() and bool(((classes < -1) | (classes >= num_classes)).any()):
+        raise ValueError(f"gt_classes must lie in [-1, {num_classes}) (−1 = none)")
+    return classes, segments
 
 
 def _masked(gradient: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -346,6 +361,7 @@ class AMWCLayer(nn.Module):
         output = LayerOutput(labeling, node_costs, edge_costs)
         if gt_classes is None or gt_segments is None:
             return output
+        gt_classes, gt_segments = _check_ground_truth(gt_classes, gt_segments, node_costs.shape)
         weights = torch.ones_like(gt_classes, dtype=torch.float32)
         if void is not None:
             weights = weights.masked_fill(void, 0.0)

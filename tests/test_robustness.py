@@ -291,3 +291,25 @@ def test_the_layer_refuses_a_lambda_range_it_cannot_draw_from(lambda_range):
 
     with pytest.raises(ValueError, match="lambda_range"):
         AMWCLayer(torch.tensor([True, False]), (1, 2), lambda_range=lambda_range)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [("class 9", r"gt_classes must lie in \[-1, 5\)"), ("shape", "gt_segments must have shape"),
+     ("float", "gt_classes must be int32 or int64")],
+)  # fmt: skip
+def test_the_layer_names_a_bad_ground_truth(change, message):
+    from gpucops.layer import AMWCLayer
+
+    layer = AMWCLayer(torch.tensor([False, False, True, True, True]), (1, 2), num_samples=1)
+    semantic, affinity = torch.randn(1, 5, 6, 7), torch.randn(1, 4, 6, 7)
+    gt_classes = torch.zeros(1, 6, 7, dtype=torch.int64)
+    gt_segments = torch.zeros(1, 6, 7, dtype=torch.int64)
+    if change == "class 9":
+        gt_classes[0, 0, 0] = 9
+    elif change == "shape":
+        gt_segments = gt_segments[:, :5]
+    else:
+        gt_classes = gt_classes.float()
+    with pytest.raises(ValueError, match=message):
+        layer(semantic, affinity, gt_classes, gt_segments)
