@@ -211,7 +211,8 @@ def test_predict_reads_the_pixels_of_one_batch_at_a_time(tmp_path, monkeypatch):
         Image.fromarray(np.full((*size, 3), index, np.uint8)).save(tmp_path / f"{index}.png")
     read = []
     monkeypatch.setattr(predict, "read_image", lambda path: read.append(path) or read_image(path))
-    batches = predict._batches(sorted(tmp_path.glob("*.png")), batch_size=2)
+    paths = sorted(tmp_path.glob("*.png"))
+    batches = predict._batches(paths, {path: predict._image_size(path) for path in paths}, 2)
     names, _, stacked = next(batches)
     assert len(read) == 2 and stacked.shape == (2, 3, 5, 7)  # the smaller size first
     assert [path.name for path in names] == ["2.png", "4.png"]

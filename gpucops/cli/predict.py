@@ -70,11 +70,10 @@ def image_id(path: Path) -> str:
     return path.stem.removesuffix("_leftImg8bit")
 
 
-def _batches(paths: list[Path], batch_size: int):
+def _batches(paths: list[Path], sizes: dict[Path, tuple[int, int]], batch_size: int):
     """Batches of (paths, images, uint8 [B, 3, H, W]) with one size each, in name order per
-    size. Only the sizes are read up front (file headers); each batch's pixels when it is due,
-    so memory holds one batch, not the folder."""
-    sizes = {path: _image_size(path) for path in paths}
+    size. ``sizes``: each path's ``(H, W)`` (:func:`_image_size`, from the file headers); each
+    batch's pixels are read when it is due, so memory holds one batch, not the folder."""
     ordered = sorted(paths, key=sizes.__getitem__)  # stable: name order within a size
     for _, group in groupby(ordered, key=sizes.__getitem__):
         group = list(group)
@@ -118,21 +117,23 @@ def run(args: argparse.Namespace) -> None:
     pending = [path for path in paths if image_id(path) not in writer.done]
     # an image too small for the network's edge distances is skipped with a line, so that one
     # thumbnail does not abort a whole folder (sizes from the file headers)
-    small = [path for path in pending if not _fits(_image_size(path), predictor.distances)]
+    sizes = {path: _image_size(path) for path in pending}
+    small = [path for path in pending if not _fits(sizes[path], predictor.distances)]
     for path in small:
-        height, width = _image_size(path)
+        height, width = sizes[path]
         tqdm.write(
             f"skipped {path}: {height}×{width} pixels is too small for the edge distances "
             f"{predictor.distances} (the stride-{Predictor.STRIDE} grid needs more than "
             f"{max(predictor.distances)} cells along one side)",
             file=sys.stderr,
         )
-    pending = [path for path in pending if path not in small]
+    skipped = set(small)
+    pending = [path for path in pending if path not in skipped]
     seconds = {"model": 0.0, "solver": 0.0}
     with tqdm(
         total=len(paths), initial=len(paths) - len(pending), unit="image", desc="predicting"
     ) as bar:
-        for names, images, batch in _batches(pending, args.batch_size):
+        for names, images, batch in _batches(pending, sizes, args.batch_size):
             prediction = predictor(batch, full_resolution=args.full_resolution)
             classes_batch = prediction.labeling.classes.cpu()
             segments_batch = remove_small_segments(
