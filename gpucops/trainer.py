@@ -292,6 +292,24 @@ def _claim_output(output: Path, resume: bool) -> IO:
     return lock
 
 
+def _claim_output_on_rank_0(output: Path, resume: bool, rank: int, world: int) -> IO | None:
+    """:func:`_claim_output` on rank 0, its refusal raised on every rank (the others would
+    otherwise wait at the next collective for a rank that has stopped). Rank 0's lock or None."""
+    lock, refusal = None, None
+    if rank == 0:
+        try:
+            lock = _claim_output(output, resume)
+        except ValueError as error:
+            refusal = str(error)
+    if world > 1:
+        shared = [refusal]
+        dist.broadcast_object_list(shared, src=0)
+        refusal = shared[0]
+    if refusal is not None:
+        raise ValueError(refusal)
+    return lock
+
+
 def _check_resumed_config(config: TrainConfig, stored: dict) -> None:
     """Refuse a resume whose config differs from the checkpoint's beyond paths and intervals:
     the resumed run would silently not be the run it continues."""
@@ -337,7 +355,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(config.seed)
     output = Path(config.output_dir)
-    lock = _claim_output(output, resume) if rank == 0 else None
+    lock = _claim_output_on_rank_0(output, resume, rank, world)
     train_set, val_set = _datasets(config) if rank == 0 or world == 1 else (None, None)
     if world > 1:
         dist.barrier()  # rank 0 wrote the synthetic data

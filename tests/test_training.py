@@ -124,6 +124,15 @@ def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_p
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert "ranks equal" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+    # the same run again in the used folder: refused on every rank, not rank 0 alone (the
+    # other rank used to wait at the barrier for it)
+    again = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "tests/torchrun_check.py"),
+         str(config_file), str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert again.returncode != 0
+    assert again.stderr.count("already holds a run") >= 2, again.stderr[-3000:]
 
 
 def test_a_used_folder_needs_resume_and_a_resume_needs_its_checkpoint(config_file, tmp_path):
