@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .checkpoint import load_model
 from .grid import edge_offsets
 from .labeling import PanopticLabeling
+from .model import ModelConfig
 from .solver import DEFAULTS, solve
 from .timing import synchronize
 
@@ -33,6 +34,7 @@ __all__ = [
     "ImageProblem",
     "Prediction",
     "Predictor",
+    "available_memory",
     "build_problem",
     "full_resolution_costs",
     "full_resolution_distances",
@@ -42,6 +44,15 @@ __all__ = [
 ]
 
 STRIDE = 4  # the network's output stride: one grid cell of the costs covers STRIDE² pixels
+
+# Peak bytes per image pixel of a prediction, keyed by (tiny preset, full resolution): the slopes
+# between 256×512 and 512×1024 images of benchmarks/memory.py (2026-12-01, CPU).
+_BYTES_PER_PIXEL = {
+    (True, False): 161,
+    (True, True): 1811,
+    (False, False): 1147,
+    (False, True): 1949,
+}
 
 
 def full_resolution_distances(distances: tuple[int, ...], factor: int = 4) -> tuple[int, ...]:
@@ -312,6 +323,17 @@ class Predictor:
     def distances(self) -> tuple[int, ...]:
         return self.model.layer.distances
 
+    def memory_estimate(
+        self, height: int, width: int, batch: int = 1, full_resolution: bool = False
+    ) -> int:
+        """Peak bytes one call on ``batch`` images of ``height × width`` is expected to add:
+        network activations and the solver's graph and scratch, as measured per image pixel by
+        ``benchmarks/memory.py`` (CPU, K = 19, D = (1, 4, 16, 32, 64); models other than the tiny
+        preset are charged as the full one). An estimate to refuse hopeless work up front, not a
+        bound."""
+        tiny = self.model.net.config.widths == ModelConfig.tiny().widths
+        return int(_BYTES_PER_PIXEL[tiny, full_resolution] * height * width * batch)
+
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, full_resolution: bool = False) -> Prediction:
         """Predict ``images [B, 3, H, W]`` uint8 RGB: the AMWC on the stride-4 grid with labels
@@ -335,6 +357,19 @@ class Predictor:
         labeling = solve_problem(problem, layer.method)
         seconds["solver"] = timer.lap()
         return Prediction(labeling, semantic, affinity, seconds)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new work on ``device``: CUDA's free memory, or the kernel's
+    ``MemAvailable`` for the CPU; ``None`` where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _pad_with(images: torch.Tensor, multiple: int, colour: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,16 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
         import yaml
 
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config {path} does not exist")
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"{path} must hold a mapping of config keys, got {type(values).__name__}"
+            )
         values.update(overrides or {})
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from gpucops.cli import main
 from gpucops.data import read_panoptic_json, read_panoptic_png
+from gpucops.inference import Predictor
 from gpucops.metrics import panoptic_quality
 from gpucops.trainer import TrainConfig, train
 
@@ -170,8 +171,36 @@ def test_predict_errors_are_one_clear_line(trained, tmp_path, capsys):
     _one_line_error(
         predict(checkpoint=str(tmp_path / "other.pt")), "not a gpucops training checkpoint", capsys
     )
+    _one_line_error(predict("--device", "tpu"), "--device 'tpu' is not a device", capsys)
+    (tmp_path / "file").write_text("")
+    _one_line_error(
+        ["predict", "--checkpoint", checkpoint, "--images", str(images), "--out",
+         str(tmp_path / "file")], "--out", capsys,
+    )  # fmt: skip
+    _one_line_error(predict("--thing-area", "-5"), "--thing-area", capsys)
     (images / "broken.png").write_bytes(b"not a png")
     _one_line_error(predict(), "broken.png", capsys)
+    with pytest.raises(ValueError, match=r"broken\.png"):  # --debug: the exception itself
+        main(["--debug", *predict()])
+
+
+def test_predict_refuses_up_front_what_memory_cannot_hold(trained, tmp_path, capsys, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(images / f"{name}.png")
+    predictor = Predictor(trained["checkpoint"])
+    one = predictor.memory_estimate(64, 96)
+    assert predictor.memory_estimate(64, 96, 2) == 2 * one
+    assert predictor.memory_estimate(64, 96, full_resolution=True) > one
+    args = ["predict", "--checkpoint", str(trained["checkpoint"]), "--images", str(images),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    monkeypatch.setattr("gpucops.cli.predict.available_memory", lambda device: one + 1)
+    _one_line_error(args, "a.png: 2 image(s) of 64×96 pixels need about", capsys)
+    _one_line_error(args, "available; use --batch-size 1", capsys)
+    monkeypatch.setattr("gpucops.cli.predict.available_memory", lambda device: one // 2)
+    _one_line_error([*args, "--batch-size", "1"], "use a smaller image", capsys)
+    assert not list((tmp_path / "out").rglob("*.png"))  # refused before any work
 
 
 def test_evaluate_errors_are_one_clear_line(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -113,6 +114,48 @@ def test_config_values_are_checked_when_read(text, message, tmp_path):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_yaml(path)
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("write", "extra", "message"),
+    [
+        (None, [], "config {path} does not exist"),
+        ("stage: [unclosed\n", [], "is not valid YAML"),
+        ("- a list\n", [], "must hold a mapping of config keys"),
+        ("stage: pretrain\n", ["--set", "steps"], "--set takes KEY=VALUE, got 'steps'"),
+        (
+            "stage: finetune\ninit_checkpoint: {folder}/broken.pt\noutput_dir: {folder}/run\n",
+            [],
+            "cannot be read safely",
+        ),
+        (
+            "dataset: cityscapes\ndata_root: {folder}/nowhere\noutput_dir: {folder}/run\n",
+            [],
+            "is not a CityscapesPanoptic",
+        ),
+    ],
+)
+def test_train_script_errors_are_one_line_naming_the_cause(write, extra, message, tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 truncated")
+    if write is not None:
+        path.write_text(write.format(folder=tmp_path))
+    script = _train_script()
+    argv = ["--config", str(path), *extra]
+    assert script.main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error:"), lines
+    assert message.format(path=path) in lines[0], lines
+    assert not (tmp_path / "nowhere").exists()  # a missing data_root is not created
+    with pytest.raises((ValueError, OSError)):
+        script.main([*argv, "--debug"])
 
 
 def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_path):

@@ -6,22 +6,28 @@
     gpucops bench      inference timings: model, solver backends, stride 4 vs full resolution
 
 Each command lives in its own module (``HELP``, ``add_arguments``, ``run``; its docstring is
-its ``--help`` description). An error in the inputs ends the
-command with one line on stderr and exit code 1 (argparse's own usage errors: 2).
+its ``--help`` description). An error in the inputs (or a file, or memory) ends the
+command with one line on stderr and exit code 1 (argparse's own usage errors: 2); ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import torch
 
 from . import bench, demo, evaluate, predict
 from .table import format_table, markdown_table
 
-__all__ = ["build_parser", "format_table", "main", "markdown_table"]
+__all__ = ["build_parser", "format_table", "main", "markdown_table", "report_errors"]
 
 COMMANDS = (demo, predict, evaluate, bench)
+# what a user's input, files or machine cause (OSError: missing, unreadable, unwritable files);
+# anything else is a defect of gpucops and keeps its traceback
+USER_ERRORS = (ValueError, OSError, MemoryError, torch.OutOfMemoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="GPU-accelerated, fully differentiable COPS panoptic segmentation.",
         epilog="'gpucops COMMAND --help' explains each command's options.",
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         name = command.__name__.rsplit(".", 1)[-1]
@@ -42,11 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def report_errors(prog: str, command: Callable[[], object], debug: bool = False) -> int:
+    """Run ``command``; a user's error (:data:`USER_ERRORS`) becomes one line ``prog: error: …``
+    on stderr and exit code 1 (with ``debug``, it is raised). Returns the exit code."""
     try:
-        args.run(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        print(f"gpucops {args.command}: error: {error}", file=sys.stderr)
+        command()
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return report_errors(f"gpucops {args.command}", lambda: args.run(args), args.debug)

@@ -38,6 +38,7 @@ from ..solver import solve
 from ..synthetic import make_problem, noisy_costs
 from ..timing import median_time
 from ..visualize import save_comparison
+from .predict import output_folder
 from .table import format_table, markdown_table
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -228,8 +229,7 @@ def _table_rows(rows: list[dict]) -> list[list[str]]:
 def run(args: argparse.Namespace) -> None:
     if args.images < 1 or args.height < 4 * STRIDE or args.width < 4 * STRIDE:
         raise ValueError("--images must be ≥ 1 and --height/--width ≥ 16")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     datasets = [_synthetic(args)] + ([] if args.no_voc else [_voc(args)])
     for _, method, backend in _solvers():  # load the solvers' builds before timing them
         tiny = make_problem(1, 8, 8, 3, (1,), device="cuda" if backend == "cuda" else "cpu")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
@@ -29,11 +30,13 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..data import PanopticWriter, read_image, read_panoptic_json
-from ..inference import Predictor, remove_small_segments
+from ..inference import Predictor, available_memory, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
 
-__all__ = ["HELP", "add_arguments", "find_images", "image_id", "resolve_device", "run"]
+__all__ = [
+    "HELP", "add_arguments", "find_images", "image_id", "output_folder", "resolve_device", "run",
+]  # fmt: skip
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -42,10 +45,25 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else the CPU; a clear error for CUDA without a GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     return device
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """The output folder ``path``, created if missing; one line naming ``option`` when something
+    that is not a folder is in its place."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -101,9 +119,40 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"cannot read image {path}: {error}") from None
 
 
+def _check_memory(
+    predictor: Predictor, paths: list[Path], sizes: dict[Path, tuple[int, int]], args
+) -> None:
+    """Refuse, before any work, a batch that the device's memory cannot hold (the estimate of
+    :meth:`Predictor.memory_estimate`), naming the first image of that size and what would fit."""
+    available = available_memory(predictor.device)
+    if available is None:
+        return
+    counts = Counter(sizes[path] for path in paths)
+    first = {}
+    for path in paths:
+        first.setdefault(sizes[path], path)
+    for size, path in first.items():
+        batch = min(args.batch_size, counts[size])
+        need = predictor.memory_estimate(*size, batch, args.full_resolution)
+        if need <= available:
+            continue
+        single = predictor.memory_estimate(*size, 1, args.full_resolution)
+        remedy = "--batch-size 1" if single <= available else "a smaller image"
+        if args.full_resolution and single > available:
+            remedy = "stride 4 (without --full-resolution) or a smaller image"
+        raise ValueError(
+            f"{path}: {batch} image(s) of {size[0]}×{size[1]} pixels need about "
+            f"{need / 2**30:.1f} GB on {predictor.device} but {available / 2**30:.1f} GB is "
+            f"available; use {remedy}"
+        )
+
+
 def run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    for option, area in (("--thing-area", args.thing_area), ("--stuff-area", args.stuff_area)):
+        if not area >= 0:
+            raise ValueError(f"{option} must be a number of pixels ≥ 0, got {area}")
     paths = find_images(args.images)
     categories = None
     if args.categories:
@@ -111,7 +160,7 @@ def run(args: argparse.Namespace) -> None:
             read_panoptic_json(args.categories)["categories"], key=lambda c: c["id"]
         )
     predictor = Predictor(args.checkpoint, resolve_device(args.device), categories)
-    out = Path(args.out)
+    out = output_folder(args.out)
     writer = PanopticWriter(out / "panoptic", predictor.categories)
     # an interrupted run's finished images are kept: predict the others
     pending = [path for path in paths if image_id(path) not in writer.done]
@@ -129,6 +178,7 @@ def run(args: argparse.Namespace) -> None:
         )
     skipped = set(small)
     pending = [path for path in pending if path not in skipped]
+    _check_memory(predictor, pending, sizes, args)
     seconds = {"model": 0.0, "solver": 0.0}
     with tqdm(
         total=len(paths), initial=len(paths) - len(pending), unit="image", desc="predicting"
