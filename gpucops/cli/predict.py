@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from ..data import PanopticWriter, read_image, read_panoptic_json
+from ..data.images import DAMAGED_IMAGE_ERRORS
 from ..inference import Predictor, available_memory, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
@@ -115,7 +116,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.height, image.width
-    except (UnidentifiedImageError, OSError) as error:
+    except DAMAGED_IMAGE_ERRORS as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
 
 

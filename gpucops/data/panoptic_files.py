@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .images import open_image
+
 __all__ = [
     "PanopticWriter",
     "file_in",
@@ -58,8 +60,9 @@ def write_panoptic_png(path: str | Path, ids: np.ndarray | torch.Tensor) -> None
 
 
 def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """``[H, W]`` uint32 segment ids of a COCO-panoptic PNG."""
-    return rgb2id(np.asarray(Image.open(path).convert("RGB")))
+    """``[H, W]`` uint32 segment ids of a COCO-panoptic PNG; an unreadable file is a
+    ``ValueError`` naming it."""
+    return rgb2id(np.asarray(open_image(path, "panoptic PNG").convert("RGB")))
 
 
 def segments_info(ids: np.ndarray, categories: dict[int, int], crowd: set[int] = frozenset()):
@@ -138,9 +141,9 @@ def read_panoptic_json(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"panoptic JSON {path} does not exist")
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"panoptic JSON {path} is not valid JSON: {error}") from error
+        document = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # both are ValueErrors
+        raise ValueError(f"panoptic JSON {path} is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise ValueError(f"panoptic JSON {path} is not a JSON object")
     for key, fields in (("annotations", _ANNOTATION_KEYS), ("categories", _CATEGORY_KEYS)):
