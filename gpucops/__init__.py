@@ -7,6 +7,8 @@ The asymmetric multiway cut (AMWC) on pixel grids and general graphs::
     lab.classes, lab.segments, lab.objective
 """
 
+# first: chooses OpenMP's wait policy before torch loads the runtime (see _openmp)
+from . import _openmp  # noqa: F401
 from .grid import cut_maps, edge_values_to_maps, grid_edges, grid_to_graph
 from .labeling import GraphLabeling, PanopticLabeling
 from .objectives import objective, objective_graph

@@ -5,7 +5,10 @@ crash on an all-void batch, no boundary ratio that would run for hours."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +317,22 @@ def test_the_layer_names_a_bad_ground_truth(change, message):
         gt_classes = gt_classes.float()
     with pytest.raises(ValueError, match=message):
         layer(semantic, affinity, gt_classes, gt_segments)
+
+
+def _openmp_spin_count(code: str, **env: str) -> str:
+    """The spin count libgomp chose at load (its ``OMP_DISPLAY_ENV=verbose`` report) in a fresh
+    interpreter running ``code``."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, "OMP_DISPLAY_ENV": "verbose", **env},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return re.search(r"GOMP_SPINCOUNT = '(\d+)'", result.stderr).group(1)
+
+
+def test_idle_openmp_threads_sleep_when_gpucops_is_imported_first():
+    # a spinning idle worker made a busy neighbour cost 10×, benchmarks/contention.py (item 16)
+    assert _openmp_spin_count("import gpucops") == "0"
+    # the user's choice is kept, and torch loaded first is out of reach (documented)
+    assert _openmp_spin_count("import gpucops", OMP_WAIT_POLICY="ACTIVE") != "0"
+    assert _openmp_spin_count("import torch, gpucops") != "0"
