@@ -26,6 +26,7 @@ __all__ = [
     "check_label_mask",
     "check_labels",
     "check_tiles",
+    "require_same_device",
 ]
 
 _FLOAT_TYPES = (torch.float32, torch.float64)
@@ -43,6 +44,16 @@ def _check_device(tensor: torch.Tensor, name: str, device: torch.device | None) 
     if device is not None and tensor.device != device:
         raise ValueError(
             f"{name} is on {tensor.device} but node_costs is on {device}; "
+            "all inputs must be on one device"
+        )
+
+
+def require_same_device(tensor: object, name: str, device: torch.device) -> None:
+    """A tensor argument (others are left to their own checks) must be on ``device``, the device of
+    the costs it goes with."""
+    if isinstance(tensor, torch.Tensor) and tensor.device != device:
+        raise ValueError(
+            f"{name} is on {tensor.device} but the costs are on {device}; "
             "all inputs must be on one device"
         )
 

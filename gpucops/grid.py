@@ -32,6 +32,7 @@ __all__ = [
     "grid_graph",
     "grid_to_graph",
     "sorted_grid_edges",
+    "square_tiles",
     "stride_samples",
 ]
 
@@ -107,6 +108,26 @@ def sorted_grid_edges(
     edges, map_index = _grid_edges_cpu(height, width, distances)
     order = torch.argsort(edges[:, 0] * (height * width) + edges[:, 1])
     return edges[order].to(device), map_index[order].to(device)
+
+
+def square_tiles(
+    height: int, width: int, tile: int, batch: int = 1, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``[B·H·W]`` int64: the ``tile × tile`` pixel tile (partial at the right and bottom) of
+    every node of :func:`grid_to_graph`'s numbering, numbered row by row and image by image — the
+    ``tiles`` of :func:`gpucops.solve_graph` and :func:`gpucops.multicut` that match
+    :func:`gpucops.solve`'s ``tile``."""
+    for name, value, least in (("height", height, 1), ("width", width, 1), ("tile", tile, 1),
+                               ("batch", batch, 0)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer ≥ {least}, got {value!r}")
+    columns = -(-width // tile)
+    rows = torch.arange(height, device=device).view(-1, 1) // tile
+    cols = torch.arange(width, device=device).view(1, -1) // tile
+    per_image = (rows * columns + cols).flatten()
+    count = -(-height // tile) * columns
+    offsets = torch.arange(batch, device=device).view(-1, 1) * count
+    return (per_image.view(1, -1) + offsets).flatten()
 
 
 def grid_to_graph(

@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["GraphLabeling", "PanopticLabeling", "compact_segments", "segment_keys"]
+__all__ = [
+    "GraphLabeling",
+    "MulticutLabeling",
+    "PanopticLabeling",
+    "compact_segments",
+    "segment_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,23 @@ class GraphLabeling:
     classes: torch.Tensor
     segments: torch.Tensor
     objective: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MulticutLabeling:
+    """Result of :func:`gpucops.multicut`.
+
+    Attributes:
+        labels: ``[N]`` int64, cluster of each node, compact per graph from 0, numbered in the
+            order of each cluster's first node.
+        energy: ``[num_images]`` float64, multicut energy per graph: the sum of the costs of the
+            cut edges (positive cost = attractive, lower = better).
+        info: solver statistics (method, merges, rounds, seconds, ...).
+    """
+
+    labels: torch.Tensor
+    energy: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -11,6 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -42,3 +46,36 @@ def test_solver_benchmark_smoke(tmp_path):
         assert record["parallel_s"] > 0 and record["sequential_s"] > 0
         assert 0.5 < record["quality_min"] <= record["quality_mean"]
     assert (tmp_path / "s.json").exists()
+
+
+def test_peers_benchmark_smoke(tmp_path):
+    pytest.importorskip("bioimage_cpp")
+    records = _load("peers").main(
+        ["--sizes", "24x72", "--demo-size", "32x72", "--demo-images", "1", "--repeats", "2",
+         "--json", str(tmp_path / "p.json")]
+    )  # fmt: skip
+    assert (tmp_path / "p.json").exists()
+    multicut = {(r["problem"], r["solver"]): r for r in records if r["task"] == "multicut"}
+    panoptic = [r for r in records if r["task"] == "panoptic"]
+    assert len(multicut) == 8 and len(panoptic) == 8  # 2 problems × 4 solvers
+    for problem in ("synthetic 24×72", "demo 32×72 #0"):
+        # the sequential method is GAEC: bioimage-cpp's energy, and KL only improves on it
+        gaec = multicut[problem, "bioimage-cpp GAEC"]
+        assert gaec["of_gaec"] == 1.0
+        assert multicut[problem, "gpucops sequential"]["energy"] == pytest.approx(gaec["energy"])
+        assert multicut[problem, "bioimage-cpp GAEC+KL"]["energy"] <= gaec["energy"] + 1e-9
+    assert all(0 <= r["pq"] <= 1 and r["seconds"] > 0 for r in panoptic)
+
+
+def test_peers_benchmark_says_how_to_install_bioimage_cpp(monkeypatch):
+    peers = _load("peers")
+    real_import = peers.importlib.import_module
+
+    def without_bioimage_cpp(name, *args):
+        if name.startswith("bioimage_cpp"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(peers.importlib, "import_module", without_bioimage_cpp)
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+        peers.main(["--sizes", "24x40"])
