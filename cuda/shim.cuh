@@ -17,7 +17,9 @@
 // Heavy items (a whole tile greedy each): the same grid-stride loop.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 
-__device__ __forceinline__ unsigned int gpucops_float_bits(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
+    return (unsigned long long)__double_as_longlong(x);
+}
 
 __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
                                                    unsigned long long value) {
@@ -56,8 +58,8 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 #endif
 
-inline unsigned int gpucops_float_bits(float x) {
-    unsigned int bits;
+inline unsigned long long gpucops_double_bits(double x) {
+    unsigned long long bits;
     std::memcpy(&bits, &x, sizeof bits);
     return bits;
 }
