@@ -22,6 +22,14 @@ from gpucops.solver import backend
 from gpucops.solver.backend import KernelSteps, host_library, steps_for
 
 
+@contextlib.contextmanager
+def _entered(stack: list, value: object) -> Iterator[None]:
+    """``value`` on top of ``stack`` within the block (the current device or stream)."""
+    stack.append(value)
+    yield
+    stack.pop()
+
+
 @dataclass(eq=False)
 class Stream:
     """A recording stand-in for ``torch.cuda.Stream``."""
@@ -54,17 +62,13 @@ class StandIn:
     def cuda(self) -> StandIn:
         return self
 
-    @contextlib.contextmanager
-    def Device(self, index: int | None) -> Iterator[None]:
-        self.device.append(index)
-        yield
-        self.device.pop()
+    def Device(self, index: int | None) -> contextlib.AbstractContextManager:
+        return _entered(self.device, index)
 
-    @contextlib.contextmanager
-    def ExternalStream(self, pointer: int, device_id: int | None) -> Iterator[None]:
-        self.stream.append((pointer, device_id))
-        yield
-        self.stream.pop()
+    def ExternalStream(
+        self, pointer: int, device_id: int | None
+    ) -> contextlib.AbstractContextManager:
+        return _entered(self.stream, (pointer, device_id))
 
     def from_dlpack(self, tensor: torch.Tensor) -> torch.Tensor:
         exported = torch.from_dlpack(tensor)  # torch's own export: BufferError where CuPy's is
@@ -90,11 +94,8 @@ class StandIn:
         return launch
 
     # the parts of torch.cuda the launch path uses
-    @contextlib.contextmanager
-    def torch_cuda_device(self, index: int | None) -> Iterator[None]:
-        self.torch_device.append(index)
-        yield
-        self.torch_device.pop()
+    def torch_cuda_device(self, index: int | None) -> contextlib.AbstractContextManager:
+        return _entered(self.torch_device, index)
 
     def current_stream(self, device: torch.device | None = None) -> Stream:
         return self.current
