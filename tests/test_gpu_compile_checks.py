@@ -111,35 +111,49 @@ def test_the_nvrtc_check_fails_on_a_planted_defect():
     assert code != 0 and "cstring" in log
 
 
-def triton_aot(tmp_path: Path, prelude: str = "", only: str = "") -> subprocess.CompletedProcess:
-    """``tests/triton_aot.py`` in a process without the interpreter, with a fresh Triton cache
-    (so every signature really compiles)."""
+def triton_aot(tmp_path: Path, prelude: str = "", parts: tuple[tuple[str, ...], ...] = ((),)):
+    """``tests/triton_aot.py`` in processes without the interpreter, one per group of cases in
+    ``parts`` (at once: a compile keeps one core busy), each with a fresh Triton cache (so every
+    signature really compiles); their (return code, report, stderr)."""
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITON_DEBUG")}
-    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton")
-    script = f"import sys, tests.triton_aot as aot\n{prelude}\nsys.exit(aot.main({only!r}))"
-    return subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    processes = []
+    for index, only in enumerate(parts):
+        script = f"import sys, tests.triton_aot as aot\n{prelude}\nsys.exit(aot.main({only!r}))"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script], cwd=ROOT,
+                env=dict(env, TRITON_CACHE_DIR=str(tmp_path / f"triton{index}")),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        )  # fmt: skip
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=600)
+        report = json.loads(stdout.splitlines()[-1]) if stdout.strip() else {}
+        results.append((process.returncode, report, stderr))
+    return results
 
 
 def test_triton_kernels_compile_ahead_of_time_for_sm90(tmp_path):
-    result = triton_aot(tmp_path)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
-    report = json.loads(result.stdout.splitlines()[-1])
-    kernels = {entry["kernel"] for entry in report["compiled"]}
+    # every case in one of two halves, split by dtype
+    halves = (("torch.float32", "torch.bfloat16"), ("torch.float16", "torch.float64"))
+    compiled = []
+    for code, report, stderr in triton_aot(tmp_path, parts=halves):
+        assert code == 0, (report.get("failures"), stderr[-3000:])
+        compiled += report["compiled"]
+    kernels = {entry["kernel"] for entry in compiled}
     assert kernels == {
         "_shift_forward_kernel", "_shift_backward_kernel", "_affine_dropout_forward",
         "_affine_dropout_backward", "_perturb_kernel",
     }  # fmt: skip
-    assert all(entry["cubin_bytes"] > 0 for entry in report["compiled"])
-    signatures = {(e["kernel"], json.dumps(e["signature"])) for e in report["compiled"]}
+    assert all(entry["cubin_bytes"] > 0 for entry in compiled)
+    signatures = {(e["kernel"], json.dumps(e["signature"])) for e in compiled}
     assert len(signatures) >= 30  # dtypes × batch 1 / many × seeds × forward / backward
 
 
 def test_the_triton_aot_check_fails_on_a_planted_defect(tmp_path):
     # a tile width that is no power of two: tl.arange refuses it when compiling for a GPU
     prelude = "from gpucops.kernels import shift\nshift.BLOCK_W = 48"
-    result = triton_aot(tmp_path, prelude, only="edge_feature_shift")
-    assert result.returncode != 0
-    report = json.loads(result.stdout.splitlines()[-1])
+    [(code, report, _)] = triton_aot(tmp_path, prelude, parts=(("edge_feature_shift",),))
+    assert code != 0
     assert report["failures"] and "power of 2" in report["failures"][0]["error"]
