@@ -52,13 +52,38 @@ __device__ __forceinline__ double gpucops_score(double w, const double* cu, doub
     return w - p;
 }
 
+// The bits of (float)t for t > 0 under IEEE arithmetic (round to nearest, ties to even; +inf
+// above the float range), from t's bits with integer operations alone. A float conversion is not
+// enough: CuPy compiles with -ftz=true after the caller's options (cupy/cuda/compiler.py,
+// _compile_with_cache_cuda), and NVRTC honours the last -ftz, so the device's conversion
+// (cvt.rn.ftz.f32.f64) flushes every t < 2^-126 to 0 where the host and torch keep a subnormal —
+// and the picks would differ.
+__device__ __forceinline__ unsigned int gpucops_float32_bits(double t) {
+    const unsigned long long bits = gpucops_double_bits(t);
+    const int exponent = (int)(bits >> 52) - 1023;
+    if (exponent > 127) return 0x7F800000u;  // beyond FLT_MAX's exponent: +inf
+    const unsigned long long significand = (bits & 0xFFFFFFFFFFFFFULL) | (1ULL << 52);
+    // float32 keeps 23 of the 52 fraction bits of a normal result; a subnormal result counts units
+    // of 2^-149, so it drops more: 29 bits at exponent −126, one more per step below
+    const int drop = exponent >= -126 ? 29 : -97 - exponent;
+    if (drop > 54) return 0u;  // below half the smallest subnormal: rounds to 0
+    const unsigned long long kept = significand >> drop;
+    const unsigned long long rest = significand & ((1ULL << drop) - 1), half = 1ULL << (drop - 1);
+    // a normal result adds its biased exponent to the significand (whose implicit bit adds 1);
+    // a carry of the rounding moves into the exponent, up to +inf, as in IEEE rounding
+    unsigned long long result =
+        exponent >= -126 ? ((unsigned long long)(exponent + 126) << 23) + kept : kept;
+    if (rest > half || (rest == half && (result & 1))) ++result;
+    return (unsigned int)result;
+}
+
 // Edge e = (u, v) with score t > 0 bids for being u's and v's pick: key = (float32 bits of t) << 32
 // | (0xFFFFFFFF − e), so the max is the largest t, then the lowest e (positive floats order as
 // their bits).
 __device__ __forceinline__ void gpucops_bid(long long e, long long u, long long v, double t,
                                             unsigned long long* best) {
     if (t > 0) {
-        const unsigned long long key = ((unsigned long long)gpucops_float_bits((float)t) << 32) |
+        const unsigned long long key = ((unsigned long long)gpucops_float32_bits(t) << 32) |
                                        (0xFFFFFFFFULL - (unsigned long long)e);
         gpucops_atomic_max(best + u, key);
         gpucops_atomic_max(best + v, key);

@@ -17,7 +17,9 @@
 // Heavy items (a whole tile greedy each): the same grid-stride loop.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 
-__device__ __forceinline__ unsigned int gpucops_float_bits(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
+    return (unsigned long long)__double_as_longlong(x);
+}
 
 __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
                                                    unsigned long long value) {
@@ -38,11 +40,83 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define GPUCOPS_PRAGMA(x) _Pragma(#x)
 
-#ifdef _OPENMP
+#if defined(GPUCOPS_ORDER_REVERSED) || defined(GPUCOPS_ORDER_SHUFFLED) || \
+    defined(GPUCOPS_ORDER_THREADS)
+// Order-perturbation builds (tests/test_host_orders.py): a GPU runs a launch's items in no fixed
+// order, so no kernel's result may depend on it. These builds run every launch's items in
+// reverse, in a shuffled order (another each launch), or as a grid-stride loop over several
+// real threads released together (GPUCOPS_ORDER_THREADS, also the ThreadSanitizer build's mode),
+// and must give the default build's results bit for bit.
+#define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
+#endif
+
+#if defined(GPUCOPS_ORDER_REVERSED)
+#define GPUCOPS_FOR_EACH(i, n) for (long long i = (n) - 1; i >= 0; --i)
+
+#elif defined(GPUCOPS_ORDER_SHUFFLED)
+inline long long gpucops_gcd(long long a, long long b) {
+    while (b) {
+        const long long r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+// A multiplier coprime to n, another each launch: k ↦ a·(k + 1) mod n permutes [0, n).
+inline long long gpucops_shuffle_multiplier(long long n) {
+    static unsigned long long launch = 0;
+    if (n <= 1) return 1;
+    long long a = (long long)((++launch * 0x9E3779B97F4A7C15ULL) % (unsigned long long)n);
+    while (gpucops_gcd(a, n) != 1) a = (a + 1) % n;
+    return a;
+}
+
+#define GPUCOPS_FOR_EACH(i, n)                                                                 \
+    for (long long gpucops_k = 0, gpucops_n = (n), gpucops_a = gpucops_shuffle_multiplier(gpucops_n), \
+                   i = 0;                                                                      \
+         gpucops_k < gpucops_n &&                                                              \
+         ((i = (long long)((unsigned __int128)gpucops_a * (gpucops_k + 1) % gpucops_n)), true); \
+         ++gpucops_k)
+
+#elif defined(GPUCOPS_ORDER_THREADS)
+#include <sched.h>
+
+#include <atomic>
+
+// Every thread of a launch runs the whole kernel, as a GPU's threads do: the launcher
+// (tests/kernel_fuzz.py) calls each kernel from several threads at once, each naming its index
+// first, and the threads take the items of a grid-stride loop, released together by a barrier
+// of std::atomics (which ThreadSanitizer sees).
+inline thread_local long long gpucops_thread_index = 0;
+inline thread_local long long gpucops_thread_count = 1;
+inline std::atomic<long long> gpucops_arrived{0};
+inline std::atomic<long long> gpucops_generation{0};
+
+extern "C" void gpucops_set_thread(long long index, long long count) {
+    gpucops_thread_index = index;
+    gpucops_thread_count = count;
+}
+
+inline long long gpucops_first_item() {
+    const long long generation = gpucops_generation.load(std::memory_order_acquire);
+    if (gpucops_arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == gpucops_thread_count) {
+        gpucops_arrived.store(0, std::memory_order_relaxed);
+        gpucops_generation.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+        while (gpucops_generation.load(std::memory_order_acquire) == generation) sched_yield();
+    }
+    return gpucops_thread_index;
+}
+
+#define GPUCOPS_FOR_EACH(i, n) \
+    for (long long i = gpucops_first_item(); i < (n); i += gpucops_thread_count)
+
+#elif defined(_OPENMP)
 // Small launches (late rounds, small graphs) run on one thread: a parallel region costs more
 // than their work, and spinning threads hurt a busy machine.
-#define GPUCOPS_PRAGMA(x) _Pragma(#x)
 #define GPUCOPS_FOR_EACH(i, n)                                           \
     GPUCOPS_PRAGMA(omp parallel for schedule(static) if ((n) > 16384)) \
     for (long long i = 0; i < (n); ++i)
@@ -56,8 +130,8 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 #endif
 
-inline unsigned int gpucops_float_bits(float x) {
-    unsigned int bits;
+inline unsigned long long gpucops_double_bits(double x) {
+    unsigned long long bits;
     std::memcpy(&bits, &x, sizeof bits);
     return bits;
 }

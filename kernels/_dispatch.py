@@ -11,13 +11,32 @@ import os
 
 import torch
 
-__all__ = ["IMPLEMENTATIONS", "INTERPRETING", "use_triton"]
+__all__ = ["GRID_LIMITS", "IMPLEMENTATIONS", "INTERPRETING", "checked_grid", "use_triton"]
 
 IMPLEMENTATIONS = ("auto", "triton", "torch")
 
 # @triton.jit reads TRITON_INTERPRET when a kernel is defined, so the mode is fixed at import:
 # set it before importing gpucops.kernels (tests/conftest.py does when there is no CUDA device).
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+
+# The most thread blocks a CUDA grid takes in x, y and z: 2^31 − 1, 65535 and 65535 on every
+# device since compute capability 3.0 (CUDA C++ Programming Guide, "Compute Capabilities",
+# table "Technical Specifications per Compute Capability"). The interpreter has no such limit, so
+# the launchers check their grids themselves: a clear error on any device, not a failed launch on
+# a GPU alone.
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
+def checked_grid(grid: tuple[int, ...], kernel: str) -> tuple[int, ...]:
+    """``grid`` (thread blocks per axis), or a ``ValueError`` naming ``kernel`` where it exceeds
+    :data:`GRID_LIMITS`."""
+    for axis, (size, limit) in enumerate(zip(grid, GRID_LIMITS, strict=False)):
+        if size > limit:
+            raise ValueError(
+                f"{kernel}: {size} thread blocks along grid axis {'xyz'[axis]}, more than CUDA's "
+                f"{limit}; the input is too large for this kernel"
+            )
+    return grid
 
 
 def use_triton(tensor: torch.Tensor, implementation: str) -> bool:

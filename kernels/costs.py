@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dispatch import INTERPRETING, use_triton
+from ._dispatch import INTERPRETING, checked_grid, use_triton
 
 __all__ = [
     "edge_costs_from_logits",
@@ -36,7 +36,9 @@ __all__ = [
     "philox_uniform",
 ]
 
-BLOCK = 4096 if INTERPRETING else 1024
+GPU_BLOCK = 1024
+# the interpreter pays per program, so it gets bigger blocks
+BLOCK = 4096 if INTERPRETING else GPU_BLOCK
 _MASK32 = 0xFFFFFFFF
 _CHUNK = 1 << 16
 
@@ -81,8 +83,8 @@ def _affine_dropout_forward(
     x_ptr, out_ptr, scale_ptr, bias_ptr, C, HW, group, p, seed,
     PER_PIXEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    plane = tl.program_id(0).to(tl.int64)  # b · C + c
-    index = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    plane = tl.program_id(1).to(tl.int64)  # b · C + c
+    index = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = index < HW
     channel_group = (plane % C) // group
     scale = tl.load(scale_ptr + channel_group).to(COMPUTE)
@@ -99,8 +101,8 @@ def _affine_dropout_backward(
     grad_ptr, x_ptr, scale_ptr, grad_x_ptr, partial_ptr, C, HW, group, p, seed, num_blocks,
     PER_PIXEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    plane = tl.program_id(0).to(tl.int64)
-    block = tl.program_id(1)
+    plane = tl.program_id(1).to(tl.int64)
+    block = tl.program_id(0).to(tl.int64)
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < HW
     scale = tl.load(scale_ptr + (plane % C) // group).to(COMPUTE)
@@ -120,6 +122,12 @@ def _compute_type(dtype: torch.dtype) -> tl.dtype:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def launch_grid(planes: int, pixels: int, block: int = BLOCK) -> tuple[int, int]:
+    """The grid of both kernels: blocks of a plane along x (2^31 − 1 of them), the B·C planes
+    along y (at most 65535; blocks along y stopped at 67 M pixels)."""
+    return checked_grid((triton.cdiv(pixels, block), planes), "cost kernels")
+
+
 class _AffineDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, bias, group: int, per_pixel: bool, p: float, seed: int):
@@ -127,8 +135,7 @@ class _AffineDropout(torch.autograd.Function):
         x = x.contiguous()
         out = torch.empty_like(x)
         if x.numel():
-            grid = (batch * channels, triton.cdiv(height * width, BLOCK))
-            _affine_dropout_forward[grid](
+            _affine_dropout_forward[launch_grid(batch * channels, height * width)](
                 x, out, scale.contiguous(), bias.contiguous(), channels, height * width, group,
                 p, seed, PER_PIXEL=per_pixel, COMPUTE=_compute_type(x.dtype), BLOCK=BLOCK,
             )  # fmt: skip
@@ -149,7 +156,7 @@ class _AffineDropout(torch.autograd.Function):
             device=x.device,
         )
         if x.numel():
-            _affine_dropout_backward[(batch * channels, num_blocks)](
+            _affine_dropout_backward[launch_grid(batch * channels, height * width)](
                 grad.contiguous(), x, scale.contiguous(), grad_x, partial, channels,
                 height * width, group, p, seed, num_blocks,
                 PER_PIXEL=per_pixel, COMPUTE=_compute_type(x.dtype), BLOCK=BLOCK,

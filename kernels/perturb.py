@@ -11,23 +11,31 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dispatch import INTERPRETING, use_triton
+from ._dispatch import INTERPRETING, checked_grid, use_triton
 
 __all__ = ["perturb_costs", "perturb_costs_reference"]
 
-BLOCK = 4096 if INTERPRETING else 1024
+GPU_BLOCK = 1024
+# the interpreter pays per program, so it gets bigger blocks
+BLOCK = 4096 if INTERPRETING else GPU_BLOCK
 
 
 @triton.jit
 def _perturb_kernel(costs_ptr, grad_ptr, lambdas_ptr, out_ptr, N, M, BLOCK: tl.constexpr):
-    problem = tl.program_id(0).to(tl.int64)  # b · N + n
-    index = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    problem = tl.program_id(1).to(tl.int64)  # b · N + n
+    index = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = index < M
     source = (problem // N) * M + index
     step = tl.load(lambdas_ptr + problem % N)
     costs = tl.load(costs_ptr + source, mask=inside, other=0.0)
     grad = tl.load(grad_ptr + source, mask=inside, other=0.0)
     tl.store(out_ptr + problem * M + index, costs + step * grad, mask=inside)
+
+
+def launch_grid(problems: int, per_problem: int, block: int = BLOCK) -> tuple[int, int]:
+    """The kernel's grid: blocks of a problem along x (2^31 − 1 of them: a full-resolution
+    problem of 133 classes needs 272k), the B·N problems along y (at most 65535)."""
+    return checked_grid((triton.cdiv(per_problem, block), problems), "perturb_costs")
 
 
 def perturb_costs_reference(
@@ -74,7 +82,7 @@ def perturb_costs(
     per_problem = costs[0].numel() if batch else 0
     out = torch.empty((batch * num, *costs.shape[1:]), dtype=costs.dtype, device=costs.device)
     if out.numel():
-        _perturb_kernel[(batch * num, triton.cdiv(per_problem, BLOCK))](
+        _perturb_kernel[launch_grid(batch * num, per_problem)](
             costs.contiguous(), grad.contiguous(), lambdas.contiguous(), out, num, per_problem,
             BLOCK=BLOCK,
         )  # fmt: skip

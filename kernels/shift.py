@@ -22,13 +22,14 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._dispatch import INTERPRETING, use_triton
+from ._dispatch import INTERPRETING, checked_grid, use_triton
 
 __all__ = ["edge_feature_shift", "edge_feature_shift_reference"]
 
 # the interpreter pays per program, so it gets bigger tiles (the tests use shapes that are not
 # multiples of either)
-BLOCK_H, BLOCK_W = (32, 128) if INTERPRETING else (16, 64)
+GPU_TILE = (16, 64)
+BLOCK_H, BLOCK_W = (32, 128) if INTERPRETING else GPU_TILE
 
 
 @triton.jit
@@ -93,8 +94,13 @@ def _shift_backward_kernel(
     tl.store(out, total.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-def _tiles(planes: int, height: int, width: int) -> tuple[int, int, int]:
-    return planes, triton.cdiv(height, BLOCK_H), triton.cdiv(width, BLOCK_W)
+def launch_grid(
+    planes: int, height: int, width: int, tile: tuple[int, int] = (BLOCK_H, BLOCK_W)
+) -> tuple[int, int, int]:
+    """The grid of both kernels: planes along x (2^31 − 1), row tiles along y and column tiles
+    along z (65535 each: 1M rows and 4M columns on a GPU)."""
+    grid = (planes, triton.cdiv(height, tile[0]), triton.cdiv(width, tile[1]))
+    return checked_grid(grid, "edge_feature_shift")
 
 
 def _compute_type(dtype: torch.dtype) -> tl.dtype:
@@ -110,7 +116,7 @@ def _launch_forward(features: torch.Tensor, distances: torch.Tensor) -> torch.Te
         device=features.device,
     )
     if out.numel():
-        _shift_forward_kernel[_tiles(out.numel() // (height * width), height, width)](
+        _shift_forward_kernel[launch_grid(out.numel() // (height * width), height, width)](
             features, out, distances, batch, channels, height, width,
             COMPUTE=_compute_type(features.dtype), BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W,
         )  # fmt: skip
@@ -122,7 +128,7 @@ def _launch_backward(grad: torch.Tensor, distances: torch.Tensor) -> torch.Tenso
     channels = two_channels // 2
     out = torch.empty((batch, channels, height, width), dtype=grad.dtype, device=grad.device)
     if out.numel():
-        _shift_backward_kernel[_tiles(batch * channels, height, width)](
+        _shift_backward_kernel[launch_grid(batch * channels, height, width)](
             grad, out, distances, num_distances, batch, channels, height, width,
             COMPUTE=_compute_type(grad.dtype), BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W,
         )  # fmt: skip

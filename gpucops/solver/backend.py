@@ -9,13 +9,15 @@ cache of :mod:`gpucops.solver.hostbuild`, called through ctypes —
 the CPU fallback, and what CI runs — and for CUDA devices through CuPy's ``RawModule`` (NVRTC),
 compiled once per process and device, sharing memory with torch through DLPack on torch's
 current stream. ``GPUCOPS_HOST_SANITIZE=address`` builds the host library with AddressSanitizer
-(load it in a process started with libasan preloaded).
+(load it in a process started with libasan preloaded); :func:`host_library` builds other variants
+(the tests' order-perturbation, ThreadSanitizer and flush-to-zero builds).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import math
 import os
 import threading
@@ -27,7 +29,7 @@ import torch
 from .hostbuild import DEFAULT_FLAGS, build_library
 from .steps import LOW32, Steps, TorchSteps, unpack_picks
 
-__all__ = ["KernelSteps", "cuda_sources", "steps_for"]
+__all__ = ["KernelSteps", "cuda_sources", "host_library", "steps_for"]
 
 _THREADS = 256
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
@@ -65,17 +67,21 @@ def cuda_sources() -> Path:
     return Path(str(resources.files("gpucops.cuda")))
 
 
-def _host_flags() -> tuple[str, ...]:
-    flags = (*DEFAULT_FLAGS, "-fopenmp", "-x", "c++", "-I", str(cuda_sources()))
+def _host_flags(folder: Path) -> tuple[str, ...]:
+    flags = (*DEFAULT_FLAGS, "-fopenmp", "-x", "c++", "-I", str(folder))
     if os.environ.get("GPUCOPS_HOST_SANITIZE") == "address":
         flags = (*flags, "-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1")
     return flags
 
 
 @functools.cache
-def _host_library(flags: tuple[str, ...]) -> ctypes.CDLL:
-    folder = cuda_sources()
-    path = build_library(folder / "contraction.cu", flags, (folder / "shim.cuh",), _SIGNATURES)
+def host_library(extra_flags: tuple[str, ...] = (), folder: Path | None = None) -> ctypes.CDLL:
+    """The host build of ``folder/contraction.cu`` (default: the shipped sources) with the package's
+    flags and ``extra_flags`` after them, loaded with every kernel's argument types."""
+    folder = cuda_sources() if folder is None else folder
+    headers = tuple(sorted(folder.glob("*.cuh")))
+    flags = (*_host_flags(folder), *extra_flags)
+    path = build_library(folder / "contraction.cu", flags, headers, _SIGNATURES)
     library = ctypes.CDLL(str(path))
     for name, signature in _SIGNATURES.items():
         function = getattr(library, name)
@@ -84,27 +90,53 @@ def _host_library(flags: tuple[str, ...]) -> ctypes.CDLL:
     return library
 
 
+def cuda_program(folder: Path | None = None) -> tuple[str, tuple[str, ...]]:
+    """The source and NVRTC options of the CUDA module.
+
+    CuPy keys its kernel cache by the source string and the options alone
+    (``_compile_with_cache_cuda`` in ``cupy/cuda/compiler.py``), not by the headers the source
+    includes, so the options carry a digest of every header: an edited ``shim.cuh`` compiles anew
+    instead of loading the stale binary of the old one.
+    """
+    folder = cuda_sources() if folder is None else folder
+    headers = hashlib.sha256()
+    for header in sorted(folder.glob("*.cuh")):
+        headers.update(header.name.encode() + b"\0" + header.read_bytes() + b"\0")
+    options = ("-std=c++17", f"-I{folder}", f"-DGPUCOPS_HEADERS={headers.hexdigest()[:16]}")
+    return (folder / "contraction.cu").read_text(), options
+
+
 @functools.cache
 def _cuda_module(device_index: int):  # pragma: no cover - needs a GPU
     import cupy
 
-    folder = cuda_sources()
+    code, options = cuda_program()
     with cupy.cuda.Device(device_index):
-        return cupy.RawModule(
-            code=(folder / "contraction.cu").read_text(), options=("-std=c++17", f"-I{folder}")
-        )
+        return cupy.RawModule(code=code, options=options)
+
+
+def _resolved(device: torch.device) -> torch.device:
+    """``device`` with its index: a bare ``cuda`` means the current CUDA device, not device 0."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class KernelSteps(Steps):
     """The steps as kernels on one device, with torch tensors in and out (signatures and types as
     in :class:`~gpucops.solver.steps.Steps`). Kept buffers (see :meth:`kept`) serve later solves;
-    one instance per thread and device (:func:`steps_for`)."""
+    one instance per thread and device (:func:`steps_for`). ``library``: the host build to call
+    on the CPU (default: :func:`host_library`)."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, device: torch.device, library: ctypes.CDLL | None = None):
+        self.device = _resolved(device)
         self._scratch: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        if device.type == "cpu":
-            self._library = _host_library(_host_flags())
+        # CUDA launches go through CuPy (the tests switch this on for CPU tensors, with a stand-in
+        # for CuPy that calls the host build, to run the CUDA launch path without a GPU)
+        self._cuda_launches = self.device.type == "cuda"
+        self._stream = None  # the CUDA stream that last used the kept buffers
+        if self.device.type == "cpu":
+            self._library = host_library() if library is None else library
 
     def kept(
         self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
@@ -122,47 +154,78 @@ class KernelSteps(Steps):
         for a temporary that dies before the next use of its name. The host allocator hands
         large blocks back to the OS, and faulting fresh pages in every round cost more than some
         kernels at full resolution."""
+        if self._cuda_launches:
+            self._follow_stream()
         buffer = self._scratch.get((name, dtype))
         if buffer is None or buffer.numel() < numel:
             buffer = torch.empty(numel, dtype=dtype, device=self.device)
             self._scratch[(name, dtype)] = buffer
         return buffer[:numel]
 
+    def _follow_stream(self) -> None:
+        """Hand the kept buffers to the current CUDA stream before they are used on it.
+
+        A solve on another stream than the last one must not touch them before the last stream's
+        work on them is done (``wait_stream``); and the caching allocator reuses a freed block as
+        soon as the stream it was allocated on is done, so each buffer also records every stream
+        that uses it (``Tensor.record_stream``, PyTorch's CUDA semantics notes) — else a buffer
+        grown or released while another stream still reads it could be handed out again.
+        """
+        stream = torch.cuda.current_stream(self.device)
+        if stream == self._stream:
+            return
+        if self._stream is not None:
+            stream.wait_stream(self._stream)
+        for buffer in self._scratch.values():
+            buffer.record_stream(stream)
+        self._stream = stream
+
     def _launch(self, name: str, count: int, *args: object) -> None:
         if count == 0:
             return
-        if self.device.type == "cpu":
+        if not self._cuda_launches:
             values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
             getattr(self._library, name)(*values)
             return
-        self._launch_cuda(name, count, args)  # pragma: no cover - needs a GPU
+        self._launch_cuda(name, count, args)
 
-    def _launch_cuda(self, name: str, count: int, args: tuple) -> None:  # pragma: no cover
+    def _launch_cuda(self, name: str, count: int, args: tuple) -> None:
         import cupy
         import numpy
 
-        converted = []
-        for code, value in zip(_SIGNATURES[name], args, strict=True):
-            if code == "p":
-                converted.append(cupy.from_dlpack(value))
-            else:
-                converted.append(numpy.int64(value))
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream)
-        function = _cuda_module(self.device.index or 0).get_function(name)
+        index = self.device.index
+        stream = torch.cuda.current_stream(self.device)
+        function = _cuda_module(index).get_function(name)
         threads = _THREADS_OF.get(name, _THREADS)
-        with stream:
-            function(((count + threads - 1) // threads,), (threads,), tuple(converted))
+        # The exports happen inside the launch's device and stream, for torch and CuPy alike:
+        # CuPy hands its current stream to ``__dlpack__``, and torch makes that stream wait for
+        # its own current stream (an event and a wait per tensor) unless they are the same.
+        # Detached: a tensor that requires grad refuses the export (``BufferError``), and the
+        # kernels never need the autograd graph.
+        cuda = cupy.cuda
+        with (
+            torch.cuda.device(index),
+            cuda.Device(index),
+            cuda.ExternalStream(stream.cuda_stream, index),
+        ):
+            converted = tuple(
+                cupy.from_dlpack(value.detach()) if code == "p" else numpy.int64(value)
+                for code, value in zip(_SIGNATURES[name], args, strict=True)
+            )
+            function(((count + threads - 1) // threads,), (threads,), converted)
 
     def input_costs(self, node_costs, label_mask, image):
         # into a kept buffer: fresh pages for hundreds of MB cost more than the copy itself at
         # full resolution
-        costs = self.kept("input costs", tuple(node_costs.shape)).copy_(node_costs)
+        # (detached: a copy that requires grad would keep the caller's graph alive in a kept
+        # buffer)
+        costs = self.kept("input costs", tuple(node_costs.shape)).copy_(node_costs.detach())
         if label_mask is not None:
             costs.masked_fill_(label_mask[image], float("inf"))
         return costs
 
     def input_weights(self, edge_costs):
-        return self.kept("input weights", tuple(edge_costs.shape)).copy_(edge_costs)
+        return self.kept("input weights", tuple(edge_costs.shape)).copy_(edge_costs.detach())
 
     def cluster_classes(self, costs):
         (count, width), costs = costs.shape, costs.contiguous()
@@ -348,6 +411,7 @@ def steps_for(device: torch.device) -> Steps:
             import cupy  # noqa: F401
         except ImportError:
             return TorchSteps()
+    device = _resolved(device)
     instances = _PER_THREAD.__dict__.setdefault("steps", {})
     key = (device.type, device.index)
     if key not in instances:

@@ -1,0 +1,102 @@
+"""A fuzz set over every kernel of ``cuda/contraction.cu``, for the sanitizer and order-perturbation
+builds: ``python -m tests.kernel_fuzz OUT [FLAG ...]`` runs it on the host build with the extra
+compiler flags and saves every result to OUT (``torch.save``), to be compared with the default
+build's bit for bit. A build with ``-DGPUCOPS_ORDER_THREADS`` runs every launch on
+:data:`THREADS` threads at once (:class:`ThreadedLaunches`)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gpucops.grid import grid_to_graph
+from gpucops.solver import DEFAULTS
+from gpucops.solver.backend import KernelSteps, host_library
+from gpucops.solver.parallel import contract_parallel
+from gpucops.solver.tiles import grid_tiles, tiles_of
+from gpucops.synthetic import make_problem
+from tests.strategies import random_round
+
+THREADS = 4
+
+
+class ThreadedLaunches:
+    """A ``-DGPUCOPS_ORDER_THREADS`` host build whose every launch runs on ``threads`` threads at
+    once, each running the whole kernel with its own index (as a GPU's threads do; ctypes
+    releases the GIL for the call)."""
+
+    def __init__(self, library: ctypes.CDLL, threads: int = THREADS):
+        self._library, self._threads = library, threads
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        kernel = getattr(self._library, name)
+
+        def thread(index: int, args: tuple) -> None:
+            self._library.gpucops_set_thread(ctypes.c_int64(index), ctypes.c_int64(self._threads))
+            kernel(*args)
+
+        def launch(*args: object) -> None:
+            workers = [
+                threading.Thread(target=thread, args=(index, args))
+                for index in range(self._threads)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+
+        return launch
+
+
+def run(kernels: KernelSteps, rounds: int = 60, grids: int = 12) -> list[torch.Tensor]:
+    """Every kernel on ``rounds`` small random rounds (big buckets, tiles, label masks, whole
+    contractions of small batches) and the tiles of ``grids`` grid batches; each result, copied."""
+    results: list[torch.Tensor] = []
+
+    def keep(*tensors: torch.Tensor) -> None:
+        results.extend(t.clone() for t in tensors)
+
+    for seed in range(rounds):
+        clusters, k = 2 + seed % 37, 1 + seed % 5
+        costs, edges, weights = random_round(seed, clusters, k, seed % 2 == 0)
+        minimum, argmin = kernels.cluster_classes(costs)
+        scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
+        root = kernels.star_roots(picks, edges, torch.arange(clusters), seed)
+        keep(minimum, argmin, scores, picks, root)
+        keep(kernels.checked_roots(root, picks, scores, costs, minimum, edges, weights))
+        image = torch.arange(clusters) % 3
+        same = image[edges[:, 0]] == image[edges[:, 1]]
+        result = contract_parallel(
+            costs.clamp(max=9), edges[same], weights[same], image, 3, None, None, DEFAULTS, kernels
+        )
+        keep(result.classes, result.clusters)
+        keep(*kernels.coalesce(edges, weights, torch.arange(clusters) % 2, 2))  # big buckets
+        keep(kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2))
+        tiles = tiles_of(torch.arange(clusters) // (1 + seed % 7), edges)
+        keep(kernels.tile_roots(costs, edges, weights, tiles, 1))
+        keep(kernels.edge_cut(edges, argmin))
+    for seed in range(grids):  # the tiles of grid batches, partial at the border
+        p = make_problem(1 + seed % 3, 5 + seed, 7 + 2 * seed, 1 + seed % 6, (1, 2, 4), seed)
+        nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
+        tiles = grid_tiles(5 + seed, 7 + 2 * seed, p.distances, 1 + seed % 9, torch.device("cpu"))
+        keep(kernels.tile_roots(nodes.double(), edges, weights.double(), tiles, 1 + seed % 3))
+    return results
+
+
+def main(out: str, flags: list[str], folder: str | None = None, rounds: int = 60) -> None:
+    """Build (``folder``: other sources than the shipped ones), run, save."""
+    library = host_library(tuple(flags), None if folder is None else Path(folder))
+    if "-DGPUCOPS_ORDER_THREADS" in flags:
+        library = ThreadedLaunches(library)
+    kernels = KernelSteps(torch.device("cpu"), library=library)
+    torch.save(run(kernels, rounds, rounds // 5), out)
+    print("fuzz done")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
