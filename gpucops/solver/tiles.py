@@ -77,9 +77,12 @@ def tiles_of(tile_of: torch.Tensor, edges: torch.Tensor) -> Tiles:
     node_counts = torch.bincount(tile_of, minlength=num_tiles)
     node_start = torch.cat([node_counts.new_zeros(1), torch.cumsum(node_counts, 0)])
     position[tile_nodes] = torch.arange(num_nodes) - node_start[tile_of[tile_nodes]]
-    inside = (tile_of[edges[:, 0]] == tile_of[edges[:, 1]]).nonzero().flatten()
-    inside = inside[torch.argsort(tile_of[edges[inside, 0]], stable=True)]
-    edge_counts = torch.bincount(tile_of[edges[inside, 0]], minlength=num_tiles)
+    # one gather of the end-points' tiles serves the test, the sort key and the counts
+    edge_tile = tile_of[edges]
+    inside = (edge_tile[:, 0] == edge_tile[:, 1]).nonzero().flatten()
+    inside_tile, order = torch.sort(edge_tile[inside, 0], stable=True)
+    inside = inside[order]
+    edge_counts = torch.bincount(inside_tile, minlength=num_tiles)
     return Tiles(
         node_start=node_start,
         tile_nodes=tile_nodes,
