@@ -17,6 +17,7 @@ import dataclasses
 import fcntl
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ from .data import (
 from .layer import AMWCLayer
 from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
 from .metrics import PanopticQuality
-from .model import COPSNet, ModelConfig, load_backbone_weights
+from .model import COPSNet, ModelConfig, load_pretrained
 
-__all__ = ["TrainConfig", "TrainingModule", "train"]
+__all__ = ["TrainConfig", "TrainingModule", "model_config", "train"]
 
 
 @dataclass
@@ -52,10 +53,20 @@ class TrainConfig:
     synthetic_images: tuple[int, int] = (32, 8)  # train, val (written if absent)
     synthetic_size: tuple[int, int] = (128, 256)
     model: str = "tiny"  # tiny | full
+    # architecture over the preset's (None: the preset's): ResNet depth 18/34/50/101, stem
+    # torchvision | deeplab, stride in the 1×1 convolution (MSRA weights), decoder fusion
+    # separable3x3x2 | separable5x5 (COPS' and Panoptic-DeepLab's published networks)
+    depth: int | None = None
+    stem: str | None = None
+    stride_in_1x1: bool | None = None
+    decoder_fuse: str | None = None
     num_classes: int = 19
     distances: tuple[int, ...] = (1, 4, 16, 32)
+    # pretrain: ImageNet weights of the backbone (torchvision .pth, detectron2/MSRA .pkl, …)
     backbone_weights: str | None = None
-    init_checkpoint: str | None = None  # finetune: the pre-trained run's checkpoint
+    # the network (and cost scalars) to start from: a gpucops checkpoint (finetune: the
+    # pre-trained run's), an official COPS or Panoptic-DeepLab checkpoint, a `gpucops convert` file
+    init_checkpoint: str | None = None
     crop_size: tuple[int, int] | None = None
     scale_range: tuple[float, float] | None = None
     flip: bool = True
@@ -162,6 +173,19 @@ def _collate(items: list[dict]) -> dict:
     }  # fmt: skip
 
 
+def model_config(config: TrainConfig) -> ModelConfig:
+    """The network's config: the ``model`` preset with the run's classes, distances, crop and
+    the architecture keys the config sets."""
+    architecture = {
+        key: getattr(config, key) for key in ("depth", "stem", "stride_in_1x1", "decoder_fuse")
+        if getattr(config, key) is not None
+    }  # fmt: skip
+    return ModelConfig.preset(
+        config.model, num_classes=config.num_classes, distances=config.distances,
+        pool_size=config.crop_size, **architecture,
+    )  # fmt: skip
+
+
 class TrainingModule(nn.Module):
     """The network and the AMWC layer (its cost scalars), with one forward per training loss, so
     DistributedDataParallel sees every trainable parameter inside ``forward``."""
@@ -169,12 +193,7 @@ class TrainingModule(nn.Module):
     def __init__(self, config: TrainConfig, partitionable: torch.Tensor):
         super().__init__()
         self.config = config
-        self.net = COPSNet(
-            ModelConfig.preset(
-                config.model, num_classes=config.num_classes, distances=config.distances,
-                pool_size=config.crop_size,
-            )
-        )  # fmt: skip
+        self.net = COPSNet(model_config(config))
         self.layer = AMWCLayer(
             partitionable, config.distances, config.lambda_range, config.samples,
             config.cost_dropout, config.solver_method,
@@ -370,11 +389,13 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         dist.barrier()  # rank 0 wrote the synthetic data
         if rank:
             train_set, val_set = _datasets(config)
-    module = TrainingModule(config, train_set.partitionable).to(device)
-    if config.backbone_weights and config.stage == "pretrain":
-        load_backbone_weights(module.net.backbone, config.backbone_weights)
+    module = TrainingModule(config, train_set.partitionable)
+    log = (lambda text: print(text, file=sys.stderr)) if rank == 0 else None
+    if config.backbone_weights and config.stage == "pretrain" and not resume:
+        load_pretrained(module.net, config.backbone_weights, parts=("net.backbone",), log=log)
     if config.init_checkpoint and not resume:
-        module.load_state_dict(load_checkpoint(config.init_checkpoint)["module"])
+        load_pretrained(module.net, config.init_checkpoint, module.layer, log=log)
+    module = module.to(device)
     optimizer = torch.optim.Adam(module.parameter_groups())
 
     def schedule(step: int) -> float:
