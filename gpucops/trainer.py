@@ -70,9 +70,12 @@ class TrainConfig:
     crop_size: tuple[int, int] | None = None
     scale_range: tuple[float, float] | None = None
     flip: bool = True
-    batch_size: int = 4
-    accumulate: int = 1
+    batch_size: int = 4  # the global batch per optimizer step (all processes, all micro-steps)
+    accumulate: int = 1  # micro-steps per optimizer step
     steps: int = 100
+    # length of the warm-up-poly LR schedule (None: steps); the paper's fine-tuning schedules
+    # run over 20000 steps and were evaluated at 3000 (Cityscapes) / 10000 (COCO)
+    schedule_steps: int | None = None
     lr: float = 1e-3
     warmup: int = 10
     poly_power: float = 0.9
@@ -255,16 +258,30 @@ class TrainingModule(nn.Module):
         return self
 
 
-def _batch_indices(size: int, step: int, config: TrainConfig, rank: int, world: int):
-    """Indices of this rank's share of the batch of ``step`` and the epoch it belongs to."""
-    per_step = config.batch_size * world
+def per_rank_batch(config: TrainConfig, world: int) -> int:
+    """Images each process takes per micro-step: the global ``batch_size`` (per optimizer step,
+    over all processes) divided by ``world`` processes and ``accumulate`` micro-steps."""
+    parts = world * config.accumulate
+    if config.batch_size % parts:
+        raise ValueError(
+            f"batch_size {config.batch_size} (the global batch) is not divisible by {world} "
+            f"processes × accumulate {config.accumulate}"
+        )
+    return config.batch_size // parts
+
+
+def _batch_indices(size: int, micro_step: int, config: TrainConfig, rank: int, world: int):
+    """Indices of this rank's share of the global batch of ``micro_step`` and its epoch: the
+    same images, in the same order, whatever the number of processes."""
+    share = per_rank_batch(config, world)
+    per_step = share * world
     steps_per_epoch = max(1, size // per_step)
-    epoch, position = divmod(step, steps_per_epoch)
+    epoch, position = divmod(micro_step, steps_per_epoch)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed + epoch))
     chunk = order[position * per_step : (position + 1) * per_step]
     if chunk.numel() < per_step:  # a dataset smaller than one global batch: wrap around
         chunk = order.repeat(math.ceil(per_step / size))[:per_step]
-    return chunk[rank * config.batch_size : (rank + 1) * config.batch_size].tolist(), epoch
+    return chunk[rank * share : (rank + 1) * share].tolist(), epoch
 
 
 @torch.no_grad()
@@ -382,6 +399,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(config.seed)
+    per_rank_batch(config, world)  # a global batch the processes cannot share: refused now
     output = Path(config.output_dir)
     lock = _claim_output_on_rank_0(output, resume, rank, world)
     train_set, val_set = _datasets(config) if rank == 0 or world == 1 else (None, None)
@@ -398,9 +416,11 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     module = module.to(device)
     optimizer = torch.optim.Adam(module.parameter_groups())
 
+    length = config.schedule_steps or config.steps
+
     def schedule(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, config.warmup))
-        return warm * (1 - min(step, config.steps - 1) / max(1, config.steps)) ** config.poly_power
+        return warm * (1 - min(step, length - 1) / max(1, length)) ** config.poly_power
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     step, last_loss, result = 0, float("nan"), {}
