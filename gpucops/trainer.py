@@ -17,6 +17,7 @@ import dataclasses
 import fcntl
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ from .data import (
 from .layer import AMWCLayer
 from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
 from .metrics import PanopticQuality
-from .model import COPSNet, ModelConfig, load_backbone_weights
+from .model import COPSNet, ModelConfig, load_pretrained
 
-__all__ = ["TrainConfig", "TrainingModule", "train"]
+__all__ = ["TrainConfig", "TrainingModule", "model_config", "train"]
 
 
 @dataclass
@@ -52,16 +53,29 @@ class TrainConfig:
     synthetic_images: tuple[int, int] = (32, 8)  # train, val (written if absent)
     synthetic_size: tuple[int, int] = (128, 256)
     model: str = "tiny"  # tiny | full
+    # architecture over the preset's (None: the preset's): ResNet depth 18/34/50/101, stem
+    # torchvision | deeplab, stride in the 1×1 convolution (MSRA weights), decoder fusion
+    # separable3x3x2 | separable5x5 (COPS' and Panoptic-DeepLab's published networks)
+    depth: int | None = None
+    stem: str | None = None
+    stride_in_1x1: bool | None = None
+    decoder_fuse: str | None = None
     num_classes: int = 19
     distances: tuple[int, ...] = (1, 4, 16, 32)
+    # pretrain: ImageNet weights of the backbone (torchvision .pth, detectron2/MSRA .pkl, …)
     backbone_weights: str | None = None
-    init_checkpoint: str | None = None  # finetune: the pre-trained run's checkpoint
+    # the network (and cost scalars) to start from: a gpucops checkpoint (finetune: the
+    # pre-trained run's), an official COPS or Panoptic-DeepLab checkpoint, a `gpucops convert` file
+    init_checkpoint: str | None = None
     crop_size: tuple[int, int] | None = None
     scale_range: tuple[float, float] | None = None
     flip: bool = True
-    batch_size: int = 4
-    accumulate: int = 1
+    batch_size: int = 4  # the global batch per optimizer step (all processes, all micro-steps)
+    accumulate: int = 1  # micro-steps per optimizer step
     steps: int = 100
+    # length of the warm-up-poly LR schedule (None: steps); the paper's fine-tuning schedules
+    # run over 20000 steps and were evaluated at 3000 (Cityscapes) / 10000 (COCO)
+    schedule_steps: int | None = None
     lr: float = 1e-3
     warmup: int = 10
     poly_power: float = 0.9
@@ -162,6 +176,19 @@ def _collate(items: list[dict]) -> dict:
     }  # fmt: skip
 
 
+def model_config(config: TrainConfig) -> ModelConfig:
+    """The network's config: the ``model`` preset with the run's classes, distances, crop and
+    the architecture keys the config sets."""
+    architecture = {
+        key: getattr(config, key) for key in ("depth", "stem", "stride_in_1x1", "decoder_fuse")
+        if getattr(config, key) is not None
+    }  # fmt: skip
+    return ModelConfig.preset(
+        config.model, num_classes=config.num_classes, distances=config.distances,
+        pool_size=config.crop_size, **architecture,
+    )  # fmt: skip
+
+
 class TrainingModule(nn.Module):
     """The network and the AMWC layer (its cost scalars), with one forward per training loss, so
     DistributedDataParallel sees every trainable parameter inside ``forward``."""
@@ -169,12 +196,7 @@ class TrainingModule(nn.Module):
     def __init__(self, config: TrainConfig, partitionable: torch.Tensor):
         super().__init__()
         self.config = config
-        self.net = COPSNet(
-            ModelConfig.preset(
-                config.model, num_classes=config.num_classes, distances=config.distances,
-                pool_size=config.crop_size,
-            )
-        )  # fmt: skip
+        self.net = COPSNet(model_config(config))
         self.layer = AMWCLayer(
             partitionable, config.distances, config.lambda_range, config.samples,
             config.cost_dropout, config.solver_method,
@@ -236,16 +258,30 @@ class TrainingModule(nn.Module):
         return self
 
 
-def _batch_indices(size: int, step: int, config: TrainConfig, rank: int, world: int):
-    """Indices of this rank's share of the batch of ``step`` and the epoch it belongs to."""
-    per_step = config.batch_size * world
+def per_rank_batch(config: TrainConfig, world: int) -> int:
+    """Images each process takes per micro-step: the global ``batch_size`` (per optimizer step,
+    over all processes) divided by ``world`` processes and ``accumulate`` micro-steps."""
+    parts = world * config.accumulate
+    if config.batch_size % parts:
+        raise ValueError(
+            f"batch_size {config.batch_size} (the global batch) is not divisible by {world} "
+            f"processes × accumulate {config.accumulate}"
+        )
+    return config.batch_size // parts
+
+
+def _batch_indices(size: int, micro_step: int, config: TrainConfig, rank: int, world: int):
+    """Indices of this rank's share of the global batch of ``micro_step`` and its epoch: the
+    same images, in the same order, whatever the number of processes."""
+    share = per_rank_batch(config, world)
+    per_step = share * world
     steps_per_epoch = max(1, size // per_step)
-    epoch, position = divmod(step, steps_per_epoch)
+    epoch, position = divmod(micro_step, steps_per_epoch)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed + epoch))
     chunk = order[position * per_step : (position + 1) * per_step]
     if chunk.numel() < per_step:  # a dataset smaller than one global batch: wrap around
         chunk = order.repeat(math.ceil(per_step / size))[:per_step]
-    return chunk[rank * config.batch_size : (rank + 1) * config.batch_size].tolist(), epoch
+    return chunk[rank * share : (rank + 1) * share].tolist(), epoch
 
 
 @torch.no_grad()
@@ -363,6 +399,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(config.seed)
+    per_rank_batch(config, world)  # a global batch the processes cannot share: refused now
     output = Path(config.output_dir)
     lock = _claim_output_on_rank_0(output, resume, rank, world)
     train_set, val_set = _datasets(config) if rank == 0 or world == 1 else (None, None)
@@ -370,16 +407,20 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         dist.barrier()  # rank 0 wrote the synthetic data
         if rank:
             train_set, val_set = _datasets(config)
-    module = TrainingModule(config, train_set.partitionable).to(device)
-    if config.backbone_weights and config.stage == "pretrain":
-        load_backbone_weights(module.net.backbone, config.backbone_weights)
+    module = TrainingModule(config, train_set.partitionable)
+    log = (lambda text: print(text, file=sys.stderr)) if rank == 0 else None
+    if config.backbone_weights and config.stage == "pretrain" and not resume:
+        load_pretrained(module.net, config.backbone_weights, parts=("net.backbone",), log=log)
     if config.init_checkpoint and not resume:
-        module.load_state_dict(load_checkpoint(config.init_checkpoint)["module"])
+        load_pretrained(module.net, config.init_checkpoint, module.layer, log=log)
+    module = module.to(device)
     optimizer = torch.optim.Adam(module.parameter_groups())
+
+    length = config.schedule_steps or config.steps
 
     def schedule(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, config.warmup))
-        return warm * (1 - min(step, config.steps - 1) / max(1, config.steps)) ** config.poly_power
+        return warm * (1 - min(step, length - 1) / max(1, length)) ** config.poly_power
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     step, last_loss, result = 0, float("nan"), {}

@@ -213,3 +213,40 @@ def test_resume_refuses_a_changed_config_and_logs_each_step_once(config_file, tm
     train(dataclasses.replace(config, validate_every=7), resume=True)  # an interval may change
     steps = [int(line.split(",")[0]) for line in (tmp_path / "r" / "log.csv").read_text().split()]
     assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("name", "batch", "lr", "lambdas"),
+    [
+        ("cityscapes_pretrain", 12, 1e-4, None),
+        ("cityscapes_finetune", 24, 1e-3, (1.0, 5000.0)),
+        ("coco_pretrain", 48, 1e-4, None),
+        ("coco_finetune", 24, 1e-4, (1000.0, 5000.0)),
+    ],
+)
+def test_the_papers_configs_build_the_papers_network(name, batch, lr, lambdas):
+    from gpucops.model import COPSNet
+    from gpucops.trainer import model_config
+
+    config = TrainConfig.from_yaml(ROOT / "train" / "configs" / f"{name}.yaml")
+    assert (config.batch_size, config.lr) == (batch, lr)
+    if lambdas is not None:
+        assert (config.lambda_range, config.samples, config.cost_dropout) == (lambdas, 5, 0.1)
+    model = model_config(config)
+    assert (model.depth, model.stem, model.decoder_fuse) == (50, "deeplab", "separable5x5")
+    count = sum(p.numel() for p in COPSNet(model).parameters())
+    assert 33.5e6 < count < 34.5e6  # supplementary Table 3: 34M
+
+
+def test_batch_size_is_the_global_batch_whatever_the_number_of_processes():
+    from gpucops.trainer import _batch_indices, per_rank_batch
+
+    config = TrainConfig(batch_size=12, accumulate=2)
+    assert per_rank_batch(config, 3) == 2
+    for step in range(5):
+        alone = _batch_indices(40, step, config, 0, 1)
+        shared = [_batch_indices(40, step, config, rank, 3) for rank in range(3)]
+        assert [i for indices, _ in shared for i in indices] == alone[0]
+        assert all(epoch == alone[1] for _, epoch in shared)
+    with pytest.raises(ValueError, match=r"batch_size 12 \(the global batch\) is not divisible"):
+        per_rank_batch(config, 4)

@@ -4,6 +4,7 @@
     gpucops predict    panoptic predictions for a folder of images with a trained checkpoint
     gpucops evaluate   PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files
     gpucops bench      inference timings: model, solver backends, stride 4 vs full resolution
+    gpucops convert    published weights (detectron2 .pkl, COPS checkpoints) into gpucops names
 
 Each command lives in its own module (``HELP``, ``add_arguments``, ``run``; its docstring is
 its ``--help`` description). An error in the inputs (or a file, or memory) ends the
@@ -19,12 +20,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from . import bench, demo, evaluate, predict
+from . import bench, convert, demo, evaluate, predict
 from .table import format_table, markdown_table
 
 __all__ = ["build_parser", "format_table", "main", "markdown_table", "report_errors"]
 
-COMMANDS = (demo, predict, evaluate, bench)
+COMMANDS = (demo, predict, evaluate, bench, convert)
 # what a user's input, files or machine cause (OSError: missing, unreadable, unwritable files);
 # anything else is a defect of gpucops and keeps its traceback
 USER_ERRORS = (ValueError, OSError, MemoryError, torch.OutOfMemoryError)

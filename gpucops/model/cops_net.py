@@ -43,8 +43,9 @@ class ModelConfig:
 
     num_classes: int = 19
     distances: tuple[int, ...] = (1, 4, 16, 32, 64)
-    depth: int = 50
-    stem: str = "torchvision"
+    depth: int = 50  # ResNet-18/34/50/101
+    stem: str = "torchvision"  # or "deeplab" (three 3×3 convolutions; COPS' R-52)
+    stride_in_1x1: bool = False  # True for the MSRA Caffe2 weights (detectron2's STRIDE_IN_1X1)
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     aspp_channels: int = 256
     decoder_channels: int = 256
@@ -53,6 +54,11 @@ class ModelConfig:
     classifier_channels: tuple[int, int] = (128, 64)  # d > 1; d = 1 uses half of each
     aspp_dilations: tuple[int, ...] = (6, 12, 18)
     dropout: float = 0.1
+    # the decoders' fusion after each skip connection: "separable3x3x2" (two depthwise-separable
+    # 3×3 convolutions) or "separable5x5" (one depthwise-separable 5×5 convolution, detectron2's
+    # DeepLabV3PlusHead with use_depthwise_separable_conv, as COPS' and Panoptic-DeepLab's
+    # published networks: needed to import their weights)
+    decoder_fuse: str = "separable3x3x2"
     # ASPP image pooling window in input pixels: the training crop (detectron2's
     # pool_kernel_size), so the pooling is global on training crops and keeps that window on
     # larger inference images; None: always global
@@ -92,9 +98,18 @@ def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1, groups: int =
     )
 
 
-def _separable(cin: int, cout: int, dilation: int = 1) -> nn.Module:
-    """Depthwise 3×3 then pointwise 1×1, each with batch norm and ReLU."""
-    return nn.Sequential(_conv(cin, cin, 3, dilation, groups=cin), _conv(cin, cout, 1))
+def _separable(cin: int, cout: int, dilation: int = 1, kernel: int = 3) -> nn.Module:
+    """Depthwise ``kernel``×``kernel`` then pointwise 1×1, each with batch norm and ReLU."""
+    return nn.Sequential(_conv(cin, cin, kernel, dilation, groups=cin), _conv(cin, cout, 1))
+
+
+def _fuse(cin: int, cout: int, kind: str) -> nn.Module:
+    """The convolutions after a skip connection (``ModelConfig.decoder_fuse``)."""
+    if kind == "separable3x3x2":
+        return nn.Sequential(_separable(cin, cout), _separable(cout, cout))
+    if kind == "separable5x5":
+        return _separable(cin, cout, kernel=5)
+    raise ValueError(f"decoder_fuse must be 'separable3x3x2' or 'separable5x5', got {kind!r}")
 
 
 class DeepLabV3PlusDecoder(nn.Module):
@@ -121,8 +136,8 @@ class DeepLabV3PlusDecoder(nn.Module):
             _conv(channels["res3"], low3, 1),
             _conv(channels["res2"], low2, 1),
         )
-        self.fuse3 = nn.Sequential(_separable(aspp + low3, out), _separable(out, out))
-        self.fuse2 = nn.Sequential(_separable(out + low2, out), _separable(out, out))
+        self.fuse3 = _fuse(aspp + low3, out, config.decoder_fuse)
+        self.fuse2 = _fuse(out + low2, out, config.decoder_fuse)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         res5 = features["res5"]
@@ -161,7 +176,9 @@ class COPSNet(nn.Module):
             # not persistent: the values are the config's (stored with it in a checkpoint), and
             # checkpoints written before the network normalised load unchanged
             self.register_buffer(name, values.view(3, 1, 1), persistent=False)
-        self.backbone = ResNet(config.depth, config.stem, config.widths)
+        self.backbone = ResNet(
+            config.depth, config.stem, config.widths, stride_in_1x1=config.stride_in_1x1
+        )
         channels = self.backbone.channels
         head, k = config.head_channels, config.num_classes
         self.semantic_decoder = DeepLabV3PlusDecoder(channels, config)

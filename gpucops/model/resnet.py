@@ -22,9 +22,10 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, inplanes, planes, stride=1, dilation=1, downsample=None, norm=nn.BatchNorm2d
-    ):
-        super().__init__()
+        self, inplanes, planes, stride=1, dilation=1, downsample=None, norm=nn.BatchNorm2d,
+        stride_in_1x1=False,
+    ):  # fmt: skip
+        super().__init__()  # stride_in_1x1: no 1×1 convolution here, so nothing to choose
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, dilation, dilation, bias=False)
         self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
@@ -42,13 +43,16 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, inplanes, planes, stride=1, dilation=1, downsample=None, norm=nn.BatchNorm2d
-    ):
+        self, inplanes, planes, stride=1, dilation=1, downsample=None, norm=nn.BatchNorm2d,
+        stride_in_1x1=False,
+    ):  # fmt: skip
         super().__init__()
-        # stride in the 3×3 convolution (torchvision's ResNet v1.5; STRIDE_IN_1X1 False in COPS)
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        # stride in the 3×3 convolution by default (torchvision's ResNet v1.5; STRIDE_IN_1X1
+        # False in COPS); in the 1×1 one for weights trained so (the MSRA Caffe2 ResNets)
+        first, second = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, first, bias=False)
         self.bn1 = norm(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, second, dilation, dilation, bias=False)
         self.bn2 = norm(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = norm(planes * 4)
@@ -75,6 +79,7 @@ class ResNet(nn.Module):
         stem: str = "torchvision",
         widths: tuple[int, int, int, int] = (64, 128, 256, 512),
         multi_grid: tuple[int, ...] = (1, 2, 4),
+        stride_in_1x1: bool = False,
     ):
         super().__init__()
         if depth not in _LAYOUTS:
@@ -83,6 +88,7 @@ class ResNet(nn.Module):
             raise ValueError(f"stem must be 'torchvision' or 'deeplab', got {stem!r}")
         block, counts = _LAYOUTS[depth]
         self.stem_type = stem
+        self.stride_in_1x1 = stride_in_1x1
         if stem == "torchvision":
             self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(widths[0])
@@ -118,7 +124,7 @@ class ResNet(nn.Module):
             dilation = dilations[i % len(dilations)]
             layers.append(
                 block(self.inplanes, planes, stride if i == 0 else 1, dilation,
-                      downsample if i == 0 else None)
+                      downsample if i == 0 else None, stride_in_1x1=self.stride_in_1x1)
             )  # fmt: skip
             self.inplanes = planes * block.expansion
         return nn.Sequential(*layers)
