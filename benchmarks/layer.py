@@ -15,6 +15,9 @@ import json
 import statistics
 import time
 
+import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; gpucops/_openmp.py)
+
+# isort: split
 import torch
 
 from gpucops.cli import format_table

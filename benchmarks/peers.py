@@ -39,9 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import gpucops
+
+# isort: split
+import torch
+
 from gpucops.cli.table import format_table, markdown_table
 from gpucops.data import CityscapesPanoptic, panoptic_segments, write_synthetic_cityscapes
 from gpucops.grid import grid_edges, grid_to_graph, square_tiles

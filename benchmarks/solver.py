@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import gpucops
+
+# isort: split
 import torch
 
-import gpucops
 from gpucops.cli import format_table
 from gpucops.objectives import trivial_objective
 from gpucops.solver import DEFAULTS

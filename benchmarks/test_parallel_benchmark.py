@@ -5,9 +5,12 @@ run is ``benchmarks/solver.py``."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import gpucops
+
+# isort: split
+import torch
+
 from gpucops.synthetic import make_problem
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; gpucops/_openmp.py)
+
+# isort: split
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
