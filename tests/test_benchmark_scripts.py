@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from gpucops.solver.graph import ClusterGraph
+from gpucops.synthetic import make_problem
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -79,3 +83,37 @@ def test_peers_benchmark_says_how_to_install_bioimage_cpp(monkeypatch):
     monkeypatch.setattr(peers.importlib, "import_module", without_bioimage_cpp)
     with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
         peers.main(["--sizes", "24x40"])
+
+
+def test_gpu_model_benchmark_smoke(tmp_path):
+    records = _load("gpu_model").main(
+        ["--cases", "2x16x72", "--classes", "5", "--where", "3", "--json", str(tmp_path / "g.json")]
+    )
+    assert json.loads((tmp_path / "g.json").read_text()) == records
+    keys = ["case", "rounds", "torch_ops", "launches", "syncs", "bytes"]
+    assert [list(r) for r in records] == [keys]
+    assert all(records[0][key] > 0 for key in keys[1:])
+
+
+def test_gpu_model_counts_an_injected_sync(monkeypatch):
+    # two host reads more in every round — an item of a reduction (a launch, a transfer) and a
+    # list of a slice (a view, hooked) — and nothing else changes
+    gpu_model = _load("gpu_model")
+    p = make_problem(1, 24, 72, 5, seed=1)
+    problem = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    before, _ = gpu_model.count_solve(problem)
+    local_index = ClusterGraph.local_index
+
+    def with_syncs(graph):
+        index = local_index(graph)
+        int(index.max())
+        index[:1].tolist()
+        return index
+
+    monkeypatch.setattr(ClusterGraph, "local_index", with_syncs)
+    after, _ = gpu_model.count_solve(problem)
+    assert before.rounds > 1
+    assert [name for name, _ in after.phases] == [name for name, _ in before.phases]
+    for (name, b), (_, a) in zip(before.phases, after.phases, strict=True):
+        added = (a.torch_ops - b.torch_ops, a.launches - b.launches, a.syncs - b.syncs)
+        assert added == ((3, 1, 2) if name.startswith("round") else (0, 0, 0)), name
