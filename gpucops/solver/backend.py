@@ -290,9 +290,11 @@ class KernelSteps(Steps):
         counts = self._temporary(f"{name} counts", num_buckets).zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
         start = self._temporary(f"{name} start", num_buckets + 1)
-        start[0] = 0
+        start[:1].zero_()  # on the device: `start[0] = 0` copies a host number and waits for it
         torch.cumsum(counts, 0, out=start[1:])
-        slot = self._temporary(f"{name} slot", int(start[-1]))
+        # sized by capacity (at most every item has a bucket), not by start[-1], whose read-back
+        # would stop the host until the device caught up; consumers read slots by start only
+        slot = self._temporary(f"{name} slot", keys.shape[0])
         fill = counts.zero_()
         n = keys.shape[0]
         if payload is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .steps import Steps
+from .steps import Steps, index_counts
 
 __all__ = ["ClusterGraph"]
 
@@ -49,7 +49,7 @@ class ClusterGraph:
     def local_index(self) -> torch.Tensor:
         """``[C]`` int64 index of each cluster within its image (what the coin hashes, so a
         batch decides as its images alone would)."""
-        per_image = torch.bincount(self.image, minlength=self.num_images)
+        per_image = index_counts(self.image, self.num_images)
         first = torch.cumsum(per_image, 0) - per_image
         return torch.arange(self.num_clusters, device=self.image.device) - first[self.image]
 

@@ -41,6 +41,7 @@ __all__ = [
     "Steps",
     "TorchSteps",
     "coin_is_centre",
+    "index_counts",
     "pick_keys",
     "top_fraction_scores",
     "unpack_picks",
@@ -75,6 +76,14 @@ def coin_is_centre(local_index: torch.Tensor, round_index: int) -> torch.Tensor:
     return ((x >> 7) & 1) == 1
 
 
+def index_counts(index: torch.Tensor, size: int) -> torch.Tensor:
+    """``[size]`` int64: how often each value in ``[0, size)`` occurs in ``index``. ``bincount``
+    without its host sync (on CUDA it reads the input's minimum and maximum back to size its
+    output); integer additions, so the same counts in any order."""
+    counts = torch.zeros(size, dtype=torch.int64, device=index.device)
+    return counts.index_add_(0, index, torch.ones_like(index, dtype=torch.int64))
+
+
 def top_fraction_scores(
     scores: torch.Tensor, edge_image: torch.Tensor, num_images: int, fraction: float
 ) -> torch.Tensor:
@@ -106,7 +115,7 @@ def top_fraction_scores(
         ranked = torch.where(positive, scores, float("-inf"))
         order = torch.argsort(ranked, descending=True, stable=True)
         order = order[torch.argsort(edge_image[order], stable=True)]
-        edges = torch.bincount(edge_image, minlength=num_images)
+        edges = index_counts(edge_image, num_images)
         position = (torch.cumsum(edges, 0) - edges + keep - 1).clamp(0, scores.numel() - 1)
         cut = torch.where(counts > 0, ranked[order][position], float("-inf"))
     return torch.where(scores >= cut[edge_image], scores, 0.0)
@@ -227,23 +236,18 @@ class Steps:
         """The check: accept each proposed star whose merge cost (:meth:`star_costs`) is negative;
         shrink the others to the leaf with the best edge."""
         num_clusters = root.shape[0]
-        members = root != torch.arange(num_clusters, device=root.device)
-        if not bool(members.any()):
+        if scores.numel() == 0:  # no edges, no stars
             return root
-        member_cost = self.star_costs(root, costs, minimum, edges, weights)[root[members]]
-        rejected = members.clone()
-        rejected[members] = ~(member_cost < 0)
-        if not bool(rejected.any()):
-            return root
+        own = torch.arange(num_clusters, device=root.device)
+        # all clusters at once, with no host sync (a GPU would stop for an any() or a nonzero):
+        # a member is rejected when its star's merge cost is not negative
+        members = root != own
+        rejected = members & ~(self.star_costs(root, costs, minimum, edges, weights)[root] < 0)
         # best leaf of each rejected star: its pick (the edge to the root) has the largest key
-        leaf = rejected.nonzero().flatten()
-        keys = pick_keys(scores, picks[leaf])
+        keys = torch.where(rejected, pick_keys(scores, picks.clamp(min=0)), -1)
         best = torch.full((num_clusters,), -1, dtype=torch.int64, device=root.device)
-        best.scatter_reduce_(0, root[leaf], keys, reduce="amax")
-        keep = best[root[leaf]] == keys
-        checked = root.clone()
-        checked[leaf[~keep]] = leaf[~keep]
-        return checked
+        best.scatter_reduce_(0, root, keys, reduce="amax")
+        return torch.where(rejected & (best[root] != keys), own, root)
 
 
 class TorchSteps(Steps):
