@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -306,6 +308,19 @@ def _batch_indices(size: int, micro_step: int, config: TrainConfig, rank: int, w
     return chunk[rank * share : (rank + 1) * share].tolist(), epoch
 
 
+# TensorBoard overlays at most this high: a Cityscapes triple at full size is 1024×6144 pixels,
+# megabytes per picture in the event file at every validation
+OVERLAY_HEIGHT = 512
+
+
+def _thumbnail(picture: np.ndarray, height: int) -> np.ndarray:
+    """``picture [H, W, 3]`` uint8 scaled down to ``height`` rows (kept if not higher)."""
+    if picture.shape[0] <= height:
+        return picture
+    width = round(picture.shape[1] * height / picture.shape[0])
+    return np.asarray(Image.fromarray(picture).resize((width, height), Image.BILINEAR))
+
+
 @torch.no_grad()
 def validate(
     module: TrainingModule, dataset, device: torch.device, overlays: list | None = None
@@ -328,7 +343,8 @@ def validate(
         )
         if overlays is not None and index < module.config.overlay_images:
             image = item["image"][0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
-            overlays.append(comparison(image, [predicted, truth], partitionable))
+            picture = comparison(image, [predicted, truth], partitionable)
+            overlays.append(_thumbnail(picture, OVERLAY_HEIGHT))
     module.train()
     return metric.compute()
 

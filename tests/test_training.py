@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -304,3 +305,11 @@ def test_the_run_folder_records_config_log_snapshots_best_and_tensorboard(config
     assert best["step"] == best_step and "optimizer" not in best
     assert best["validation"]["All"]["pq"] == pytest.approx(best_pq)
     load_model(folder / "best.pt")
+
+
+def test_tensorboard_overlays_are_scaled_down_to_a_bounded_height():
+    from gpucops.trainer import _thumbnail
+
+    picture = np.zeros((1024, 6144, 3), np.uint8)  # a Cityscapes image | prediction | truth
+    assert _thumbnail(picture, 512).shape == (512, 3072, 3)
+    assert _thumbnail(picture[:100], 512).shape == (100, 6144, 3)
