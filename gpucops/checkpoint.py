@@ -18,28 +18,42 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 
 from .layer import AMWCLayer
 from .model import COPSNet, ModelConfig
 
-__all__ = ["TrainedModel", "load_checkpoint", "load_model", "model_entries", "save_checkpoint"]
+__all__ = [
+    "TrainedModel",
+    "atomic_write",
+    "load_checkpoint",
+    "load_model",
+    "model_entries",
+    "save_checkpoint",
+]
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over ``path`` (a crash leaves the old file or the new one, never half)."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s folder, flush it to disk, then rename it
+    over ``path`` (a crash leaves the old file or the new one, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as handle:
-        torch.save(state, handle)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -12,7 +12,6 @@ intact.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import fcntl
 import math
@@ -23,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -39,6 +40,8 @@ from .layer import AMWCLayer
 from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
 from .metrics import PanopticQuality
 from .model import COPSNet, ModelConfig, load_pretrained
+from .run_records import RunLog, keep_snapshot, write_config
+from .visualize import comparison
 
 __all__ = ["TrainConfig", "TrainingModule", "model_config", "train"]
 
@@ -99,6 +102,10 @@ class TrainConfig:
     output_dir: str = "runs/synthetic"
     checkpoint_every: int = 50
     validate_every: int = 50
+    # snapshot_<step>.pt kept beside checkpoint.pt at each checkpoint, the newest this many
+    keep_snapshots: int = 3
+    # validation images drawn to TensorBoard (image | prediction | ground truth) per validation
+    overlay_images: int = 3
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -133,6 +140,9 @@ class TrainConfig:
         for key in ("batch_size", "accumulate", "checkpoint_every", "validate_every", "samples"):
             if getattr(config, key) < 1:
                 raise ValueError(f"{path}: {key} must be ≥ 1, got {getattr(config, key)}")
+        for key in ("keep_snapshots", "overlay_images"):
+            if getattr(config, key) < 0:
+                raise ValueError(f"{path}: {key} must be ≥ 0, got {getattr(config, key)}")
         if config.stage == "finetune" and not config.init_checkpoint:
             raise ValueError(
                 f"{path}: stage finetune starts from a pre-trained run: set init_checkpoint"
@@ -204,33 +214,46 @@ class TrainingModule(nn.Module):
         thresholds = torch.where(partitionable, config.thing_area, config.stuff_area)
         self.register_buffer("area_thresholds", thresholds)
 
-    def forward(self, batch: dict, step_seed: int) -> torch.Tensor:
+    def loss_parts(self) -> tuple[str, ...]:
+        """Names of the terms :meth:`forward` returns (their sum is the training loss)."""
+        return ("semantic", "affinity") if self.config.stage == "pretrain" else ("pq_surrogate",)
+
+    def forward(self, batch: dict, step_seed: int) -> dict[str, torch.Tensor]:
+        """The loss terms of the stage by name (:meth:`loss_parts`), logged apart."""
         semantic, affinity = self.net(batch["image"])
         config = self.config
         if config.stage == "pretrain":
-            return semantic_pretraining_loss(
-                semantic.float(), batch["semantic"], batch["semantic_weight"], config.semantic_top_k
-            ) + affinity_pretraining_loss(
-                affinity.float(), batch["affinity_target"], batch["affinity_weight"],
-                config.affinity_top_k, config.affinity_loss_weight,
-            )  # fmt: skip
+            return {
+                "semantic": semantic_pretraining_loss(
+                    semantic.float(), batch["semantic"], batch["semantic_weight"],
+                    config.semantic_top_k,
+                ),
+                "affinity": affinity_pretraining_loss(
+                    affinity.float(), batch["affinity_target"], batch["affinity_weight"],
+                    config.affinity_top_k, config.affinity_loss_weight,
+                ),
+            }  # fmt: skip
         out = self.layer(
             semantic.float(), affinity.float(), batch["classes"], batch["segments"],
             batch["void"], seed=step_seed,
         )  # fmt: skip
-        return panoptic_quality_loss(
-            out.prediction, out.target, out.channel_classes, self.area_thresholds,
-            (~batch["void"]).float(), config.pq_loss_weight,
-        )  # fmt: skip
+        return {
+            "pq_surrogate": panoptic_quality_loss(
+                out.prediction, out.target, out.channel_classes, self.area_thresholds,
+                (~batch["void"]).float(), config.pq_loss_weight,
+            )
+        }  # fmt: skip
 
     def parameter_groups(self) -> list[dict]:
         """Pre-training: the network at the base LR. Fine-tuning (§4.6): backbone, decoders and
         batch norms frozen; heads at LR/40 (semantic), LR/60 (affinity), classifier bodies LR/40,
-        last layers LR/20, the cost scalars at LR."""
+        last layers LR/20, the cost scalars at LR. Each group has a ``name`` (the log's
+        ``lr_<name>`` column)."""
         lr = self.config.lr
         if self.config.stage == "pretrain":
             self.layer.requires_grad_(False)  # the cost scalars have no pre-training loss
-            return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+            trainable = [p for p in self.parameters() if p.requires_grad]
+            return [{"params": trainable, "lr": lr, "name": "net"}]
         for part in (self.net.backbone, self.net.semantic_decoder, self.net.affinity_decoder):
             part.requires_grad_(False)
         for module in self.net.modules():
@@ -238,15 +261,16 @@ class TrainingModule(nn.Module):
                 module.requires_grad_(False)
         net = self.net
         groups = [
-            (net.semantic_head, lr / 40), (net.semantic_predictor, lr / 20),
-            (net.affinity_head, lr / 60),
-            *[(c["body"], lr / 40) for c in net.classifiers],
-            *[(c["last"], lr / 20) for c in net.classifiers],
-            (self.layer, lr),
+            ("semantic_head", net.semantic_head, lr / 40),
+            ("semantic_predictor", net.semantic_predictor, lr / 20),
+            ("affinity_head", net.affinity_head, lr / 60),
+            *[(f"classifier{i}_body", c["body"], lr / 40) for i, c in enumerate(net.classifiers)],
+            *[(f"classifier{i}_last", c["last"], lr / 20) for i, c in enumerate(net.classifiers)],
+            ("cost_scalars", self.layer, lr),
         ]  # fmt: skip
         return [
-            {"params": [p for p in m.parameters() if p.requires_grad], "lr": rate}
-            for m, rate in groups
+            {"params": [p for p in m.parameters() if p.requires_grad], "lr": rate, "name": name}
+            for name, m, rate in groups
         ]
 
     def train(self, mode: bool = True) -> TrainingModule:
@@ -284,21 +308,43 @@ def _batch_indices(size: int, micro_step: int, config: TrainConfig, rank: int, w
     return chunk[rank * share : (rank + 1) * share].tolist(), epoch
 
 
+# TensorBoard overlays at most this high: a Cityscapes triple at full size is 1024×6144 pixels,
+# megabytes per picture in the event file at every validation
+OVERLAY_HEIGHT = 512
+
+
+def _thumbnail(picture: np.ndarray, height: int) -> np.ndarray:
+    """``picture [H, W, 3]`` uint8 scaled down to ``height`` rows (kept if not higher)."""
+    if picture.shape[0] <= height:
+        return picture
+    width = round(picture.shape[1] * height / picture.shape[0])
+    return np.asarray(Image.fromarray(picture).resize((width, height), Image.BILINEAR))
+
+
 @torch.no_grad()
-def validate(module: TrainingModule, dataset, device: torch.device) -> dict:
-    """PQ of the solved labelings against the stride-grid ground truth (in process)."""
+def validate(
+    module: TrainingModule, dataset, device: torch.device, overlays: list | None = None
+) -> dict:
+    """PQ of the solved labelings against the stride-grid ground truth (in process). With
+    ``overlays`` (a list), the first ``module.config.overlay_images`` images are appended to it
+    as [image | prediction | ground truth] ``[H, W, 3]`` uint8 pictures."""
     module.eval()
-    partitionable = module.layer.partitionable
+    partitionable = module.layer.partitionable.cpu()
     metric = PanopticQuality({k: bool(t) for k, t in enumerate(partitionable.tolist())})
     category_ids = list(range(len(partitionable)))  # category = class index
     for index in range(len(dataset)):
         item = _collate([dataset[index]])
         semantic, affinity = module.net(item["image"].to(device))
         labeling = module.layer(semantic.float(), affinity.float()).labeling
+        predicted = (labeling.classes[0].cpu(), labeling.segments[0].cpu())
+        truth = (item["classes"][0], item["segments"][0])
         metric.update(
-            *panoptic_segments(item["classes"][0], item["segments"][0], category_ids),
-            *panoptic_segments(labeling.classes[0].cpu(), labeling.segments[0].cpu(), category_ids),
+            *panoptic_segments(*truth, category_ids), *panoptic_segments(*predicted, category_ids)
         )
+        if overlays is not None and index < module.config.overlay_images:
+            image = item["image"][0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
+            picture = comparison(image, [predicted, truth], partitionable)
+            overlays.append(_thumbnail(picture, OVERLAY_HEIGHT))
     module.train()
     return metric.compute()
 
@@ -307,7 +353,7 @@ def validate(module: TrainingModule, dataset, device: torch.device) -> dict:
 # saves or validates); any other change would make the resumed run another run
 _FREE_AT_RESUME = frozenset(
     {"output_dir", "data_root", "init_checkpoint", "backbone_weights", "checkpoint_every",
-     "validate_every"}
+     "validate_every", "keep_snapshots", "overlay_images"}
 )  # fmt: skip
 
 
@@ -375,18 +421,6 @@ def _check_resumed_config(config: TrainConfig, stored: dict) -> None:
         )
 
 
-def _truncated_log(path: Path, step: int) -> IO:
-    """``log.csv`` opened for appending after its rows up to ``step`` (those after the resumed
-    checkpoint were logged by the interrupted run and are done again)."""
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as handle:
-            rows = [row for row in csv.reader(handle) if row and int(row[0]) <= step]
-    with open(path, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return open(path, "a", newline="")  # closed at the end of the run
-
-
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict:
     """Run (or continue) a training run; returns the final loss, the last validation result,
     the step and the trained :class:`TrainingModule`. ``stop_at`` ends the run early at that
@@ -414,7 +448,9 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     if config.init_checkpoint and not resume:
         load_pretrained(module.net, config.init_checkpoint, module.layer, log=log)
     module = module.to(device)
-    optimizer = torch.optim.Adam(module.parameter_groups())
+    groups = module.parameter_groups()
+    group_names = [group["name"] for group in groups]  # older checkpoints store no names
+    optimizer = torch.optim.Adam(groups)
 
     length = config.schedule_steps or config.steps
 
@@ -435,22 +471,13 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         torch.set_rng_state(state["rng"])
     wrapped = nn.parallel.DistributedDataParallel(module) if world > 1 else module
     scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
-    writer, log = None, None
-    if rank == 0:
-        log = _truncated_log(output / "log.csv", step)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step hides the interrupted run's events after the resumed checkpoint
-            writer = SummaryWriter(str(output / "tensorboard"), purge_step=step + 1)
-        except ImportError:  # TensorBoard is optional
-            writer = None
+    records = _Records(output, config, module, group_names, step) if rank == 0 else None
     module.train()
     bar = tqdm(total=config.steps, initial=step, disable=rank != 0, desc=config.stage)
     while step < min(config.steps, stop_at or config.steps):
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        parts = dict.fromkeys(module.loss_parts(), 0.0)
         for micro in range(config.accumulate):
             indices, epoch = _batch_indices(
                 len(train_set), step * config.accumulate + micro, config, rank, world
@@ -461,42 +488,112 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
                 for k, v in _collate([train_set[i] for i in indices]).items()
             }
             with torch.autocast(device.type, enabled=scaler.is_enabled()):
-                loss = wrapped(batch, config.seed * 1_000_003 + step) / config.accumulate
+                terms = wrapped(batch, config.seed * 1_000_003 + step)
+                loss = sum(terms.values()) / config.accumulate
             scaler.scale(loss).backward()
-            total += loss.item()
+            for name, term in terms.items():
+                parts[name] += term.item() / config.accumulate
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         step += 1
-        last_loss = total
+        last_loss = sum(parts.values())
         bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}")
-        if rank == 0:
-            elapsed = time.perf_counter() - started
-            csv.writer(log).writerow([step, total, scheduler.get_last_lr()[0], elapsed])
-            log.flush()
-            if writer is not None:
-                writer.add_scalar(f"{config.stage}/loss", total, step)
-                writer.add_scalar(f"{config.stage}/lr", scheduler.get_last_lr()[0], step)
-                writer.add_scalar(f"{config.stage}/step_seconds", elapsed, step)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                save_checkpoint(
-                    checkpoint_path,
-                    {"module": module.state_dict(),
-                     **model_entries(module.net, module.layer, train_set.categories),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "step": step, "rng": torch.get_rng_state(),
-                     "config": dataclasses.asdict(config)},
-                )  # fmt: skip
-            if step % config.validate_every == 0 or step == config.steps:
-                result = validate(module, val_set, device)
-                if writer is not None:
-                    writer.add_scalar(f"{config.stage}/val_pq", result["All"]["pq"], step)
+        bar.set_postfix(loss=f"{last_loss:.4f}")
+        if records is None:
+            continue
+        records.step(step, last_loss, parts, scheduler.get_last_lr(), time.perf_counter() - started)
+        saving = step % config.checkpoint_every == 0 or step == config.steps
+        validating = step % config.validate_every == 0 or step == config.steps
+        if not (saving or validating):
+            continue
+        trained = {
+            "module": module.state_dict(),
+            **model_entries(module.net, module.layer, train_set.categories),
+            "step": step, "config": dataclasses.asdict(config),
+        }  # fmt: skip
+        if saving:
+            records.checkpoint(
+                step,
+                {**trained, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+            )  # fmt: skip
+        if validating:
+            overlays = []
+            result = validate(module, val_set, device, overlays)
+            records.validation(step, result, overlays, {**trained, "validation": result})
     bar.close()
-    if log is not None:
-        log.close()
-    if writer is not None:
-        writer.close()
+    if records is not None:
+        records.close()
     if lock is not None:
         lock.close()
-    return {"loss": last_loss, "validation": result, "step": step, "module": module}
+    return {"loss": last_loss, "validation": result, "step": step, "module": module, "rank": rank}
+
+
+class _Records:
+    """Rank 0's files in the run folder: ``config.yaml`` (at start), ``log.csv`` (a row per
+    step: loss, its terms, the LR of each parameter group, seconds), TensorBoard (the same, the
+    validation PQ and overlay images), ``checkpoint.pt`` with its ``snapshot_<step>.pt`` copies,
+    and ``best.pt`` (the network of the best validation PQ so far)."""
+
+    def __init__(
+        self, output: Path, config: TrainConfig, module: TrainingModule, groups: list[str],
+        step: int,
+    ):  # fmt: skip
+        self.output, self.config = output, config
+        write_config(output / "config.yaml", dataclasses.asdict(config))
+        self.parts = module.loss_parts()
+        self.groups = groups
+        columns = ["step", "loss", *[f"loss_{p}" for p in self.parts],
+                   *[f"lr_{g}" for g in groups], "seconds"]  # fmt: skip
+        self.log = RunLog(output / "log.csv", columns, step)
+        self.best = -math.inf
+        best = output / "best.pt"
+        if step and best.is_file():  # the best of the run resumed (none when starting afresh)
+            self.best = load_checkpoint(best).get("validation", {}).get("All", {}).get("pq", 0.0)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides the interrupted run's events after the resumed checkpoint
+            self.writer = SummaryWriter(str(output / "tensorboard"), purge_step=step + 1)
+        except ImportError:  # TensorBoard is optional
+            self.writer = None
+
+    def step(self, step: int, loss: float, parts: dict, lrs: list[float], seconds: float) -> None:
+        stage = self.config.stage
+        row = {"step": step, "loss": loss, "seconds": seconds}
+        row |= {f"loss_{name}": value for name, value in parts.items()}
+        row |= {f"lr_{name}": lr for name, lr in zip(self.groups, lrs, strict=True)}
+        self.log.write(row)
+        if self.writer is None:
+            return
+        self.writer.add_scalar(f"{stage}/loss", loss, step)
+        for name, value in parts.items():
+            self.writer.add_scalar(f"{stage}/loss_{name}", value, step)
+        for name, lr in zip(self.groups, lrs, strict=True):
+            self.writer.add_scalar(f"{stage}/lr_{name}", lr, step)
+        self.writer.add_scalar(f"{stage}/step_seconds", seconds, step)
+
+    def checkpoint(self, step: int, state: dict) -> None:
+        path = self.output / "checkpoint.pt"
+        save_checkpoint(path, state)
+        keep_snapshot(path, step, self.config.keep_snapshots)
+
+    def validation(self, step: int, result: dict, overlays: list, state: dict) -> None:
+        """Log the validation ``result``; write ``state`` (the network, without the optimizer)
+        as ``best.pt`` when its PQ is the best so far."""
+        pq = result["All"]["pq"]
+        if pq > self.best:
+            self.best = pq
+            save_checkpoint(self.output / "best.pt", state)
+        if self.writer is None:
+            return
+        stage = self.config.stage
+        self.writer.add_scalar(f"{stage}/val_pq", pq, step)
+        for index, picture in enumerate(overlays):
+            self.writer.add_image(f"{stage}/val_overlay_{index}", picture, step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.log.close()
+        if self.writer is not None:
+            self.writer.close()

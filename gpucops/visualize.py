@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CITYSCAPES_PALETTE", "panoptic_colors", "save_comparison"]
+__all__ = ["CITYSCAPES_PALETTE", "comparison", "panoptic_colors", "save_comparison"]
 
 # Cityscapes colours of the 19 train ids
 CITYSCAPES_PALETTE = np.array(
@@ -66,9 +66,20 @@ def save_comparison(
     labelings: Sequence[tuple[torch.Tensor, torch.Tensor]],
     partitionable: torch.Tensor,
 ) -> None:
-    """Save [image | labeling | labeling | …] side by side as a PNG (e.g. prediction, then
-    ground truth; each a ``(classes, segments)`` pair; labelings smaller than the image, e.g. at
-    stride 4, are scaled up to it by repetition)."""
+    """Save :func:`comparison` as a PNG."""
+    picture = comparison(image, labelings, partitionable)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path)
+
+
+def comparison(
+    image: np.ndarray | None,
+    labelings: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    partitionable: torch.Tensor,
+) -> np.ndarray:
+    """``[H, W', 3]`` uint8: [image | labeling | labeling | …] side by side (e.g. prediction,
+    then ground truth; each a ``(classes, segments)`` pair; labelings smaller than the image, e.g.
+    at stride 4, are scaled up to it by repetition)."""
     if image is None and not labelings:
         raise ValueError("save_comparison needs an image or at least one labeling")
     panels = [] if image is None else [image]
@@ -81,5 +92,4 @@ def save_comparison(
         pad = ((0, height - classes.shape[0]), (0, width - classes.shape[1]))
         classes, segments = np.pad(classes, pad, constant_values=-1), np.pad(segments, pad)
         panels.append(panoptic_colors(classes, segments, partitionable, image))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+    return np.concatenate(panels, axis=1)

@@ -208,9 +208,10 @@ def test_evaluate_errors_are_one_clear_line(tmp_path, capsys):
              str(tmp_path)]  # fmt: skip
     missing = ["evaluate", "--gt-json", str(tmp_path / "gt.json"), *files]
     _one_line_error(missing, "gt.json", capsys)
-    with pytest.raises(SystemExit) as exit_info:  # argparse: missing options
-        main(["evaluate", "--gt-json", "x"])
-    assert exit_info.value.code == 2
+    # the files are optional options now (or --checkpoint and --data): one line naming the rest
+    _one_line_error(
+        ["evaluate", "--gt-json", "x"], "give --gt-dir, --pred-json, --pred-dir", capsys
+    )
 
 
 def test_bench_times_both_resolutions(tmp_path):
@@ -243,3 +244,70 @@ def test_predict_skips_an_image_too_small_for_the_distances_and_goes_on(trained,
     assert "Traceback" not in result.stderr
     document = read_panoptic_json(out / "panoptic.json")
     assert [a["image_id"] for a in document["annotations"]] == ["good"]
+
+
+def test_predict_keeps_nested_folders_and_refuses_duplicate_ids(trained, tmp_path, capsys):
+    """Cityscapes' ``leftImg8bit/val/<city>/``: outputs under the same relative folders."""
+    sources = sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))
+    images = tmp_path / "leftImg8bit" / "val"
+    for city, source in zip(("aachen", "bonn"), sources, strict=True):
+        (images / city).mkdir(parents=True)
+        shutil.copy(source, images / city / source.name.replace("synthetic", city))
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(trained["checkpoint"]), "--images", str(images),
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    document = read_panoptic_json(out / "panoptic.json")
+    names = sorted(a["file_name"] for a in document["annotations"])
+    assert [name.split("/")[0] for name in names] == ["aachen", "bonn"]
+    for name in names:
+        assert read_panoptic_png(out / "panoptic" / name).shape == (48, 80)
+        assert (out / "overlays" / name).is_file()
+    # the same file name in two cities: one id for two images, refused before any work
+    shutil.copy(next((images / "aachen").iterdir()), images / "bonn")
+    _one_line_error([*args[:-1], str(tmp_path / "out2")], "have the same image id", capsys)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_evaluate_a_checkpoint_on_a_cityscapes_layout_in_one_command(trained, tmp_path, capsys):
+    predictions = tmp_path / "predictions"
+    args = ["evaluate", "--checkpoint", str(trained["checkpoint"]), "--data",
+            str(trained["root"]), "--predictions", str(predictions), "--thing-area", "0",
+            "--stuff-area", "0"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "(panoptic output)" in printed and "(semantic argmax, the Cityscapes" in printed
+    assert "Things" in printed
+    report = json.loads((predictions / "panoptic_evaluation.json").read_text())
+    assert report["images"] == 2 and (predictions / "panoptic" / "synthetic").is_dir()
+    assert 0 <= report["miou_semantic"]["miou"] <= 1
+    # the same numbers as predict's files given to evaluate
+    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
+    expected = panoptic_quality(gt_json, gt_json.with_suffix(""), predictions / "panoptic.json",
+                                predictions / "panoptic")  # fmt: skip
+    assert report["pq"]["All"]["pq"] == pytest.approx(expected["All"]["pq"])
+    _one_line_error(args[:3], "--checkpoint needs --data", capsys)
+    _one_line_error([*args[:4], str(tmp_path)], "has no leftImg8bit/val folder", capsys)
+
+
+def test_semantic_maps_equal_to_the_ground_truth_score_an_miou_of_one(trained, tmp_path):
+    """The official (semantic argmax) mIoU reads predict's ``semantic/`` label PNGs by the
+    predictions' file names and scores them against the ground truth's category maps."""
+    from gpucops.data import write_label_png
+    from gpucops.metrics import evaluate_panoptic
+
+    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
+    document = read_panoptic_json(gt_json)
+    for annotation in document["annotations"]:
+        ids = read_panoptic_png(gt_json.with_suffix("") / annotation["file_name"])
+        labels = np.zeros(ids.shape, np.int64)
+        for segment in annotation["segments_info"]:
+            labels[ids == segment["id"]] = segment["category_id"]
+        write_label_png(tmp_path / "semantic" / annotation["file_name"], labels)
+    result = evaluate_panoptic(gt_json, gt_json.with_suffix(""), gt_json, gt_json.with_suffix(""),
+                               ap=False, semantic_dir=tmp_path / "semantic")  # fmt: skip
+    assert result["miou_semantic"]["miou"] == pytest.approx(1.0)
+    scores = list(result["miou_semantic"]["per_class"].values())
+    assert None in scores  # classes in no image: no score (the tiny set has few classes)
+    assert all(v is None or v == pytest.approx(1.0) for v in scores)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -98,7 +99,11 @@ def test_pq_equals_cityscapesscripts(tmp_path, seed):
         assert ours[name]["n"] == theirs[name]["n"]
     for category, scores in theirs["per_class"].items():
         for key in ("pq", "sq", "rq"):
-            assert ours["per_class"][category][key] == pytest.approx(scores[key], abs=1e-6)
+            mine = ours["per_class"][category][key]
+            if mine is None:  # absent from both: cityscapesscripts writes 0.0 (but skips it)
+                assert scores[key] == 0.0
+                continue
+            assert mine == pytest.approx(scores[key], abs=1e-6)
 
 
 def test_perfect_and_half_overlapping_predictions():
@@ -115,6 +120,22 @@ def test_perfect_and_half_overlapping_predictions():
     result = metric.compute()
     assert result["per_class"][26] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}
     assert result["Things"]["n"] == 1  # one FN and one FP, no TP
+
+
+def test_a_class_absent_from_both_sides_has_no_score_and_no_share_of_the_means():
+    gt = np.zeros((10, 10), dtype=np.int64)
+    gt[:, :5], gt[:, 5:] = 7, 26001
+    info = segments_info(gt, {7: 7, 26001: 26})
+    metric = PanopticQuality({7: False, 8: False, 26: True})  # class 8: in no image
+    metric.update(gt, info, gt, info)
+    result = metric.compute()
+    assert result["per_class"][8] == {"pq": None, "sq": None, "rq": None}  # not 0.0
+    assert result["All"] == {"pq": 1.0, "sq": 1.0, "rq": 1.0, "n": 2}
+    semantic = SemanticIoU(3)
+    semantic.update(torch.tensor([0, 0, 2]), torch.tensor([0, 0, 2]))
+    iou = semantic.compute()
+    assert iou["per_class"] == [1.0, None, 1.0] and iou["miou"] == 1.0
+    json.dumps(iou)  # None is JSON (null); the nan it replaced was not
 
 
 def test_bad_prediction_files_are_clear_errors():

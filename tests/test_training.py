@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib.util
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -76,6 +78,14 @@ def test_each_stage_updates_what_it_should(config_file, tmp_path):
             moved = not torch.equal(pre[name], after[name])
             assert moved == bool(parameter.grad is not None and parameter.grad.any()), name
     assert _changed(pre, after, "net.classifiers.")[0] and _changed(pre, after, "layer.")[0]
+    # the log names each parameter group's LR (§4.6: LR/40, /20, /60, …) and the loss's terms
+    with open(tmp_path / "f" / "log.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    rates = {k.removeprefix("lr_"): float(v) for k, v in row.items() if k.startswith("lr_")}
+    assert rates["semantic_head"] == pytest.approx(rates["cost_scalars"] / 40)
+    assert rates["affinity_head"] == pytest.approx(rates["cost_scalars"] / 60)
+    assert rates["classifier0_last"] == pytest.approx(rates["cost_scalars"] / 20)
+    assert float(row["loss"]) == pytest.approx(float(row["loss_pq_surrogate"]))
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(config_file, tmp_path):
@@ -167,6 +177,7 @@ def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_p
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert "ranks equal" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.count('"loss"') == 1  # train.py's summary: rank 0 only
     # the same run again in the used folder: refused on every rank, not rank 0 alone (the
     # other rank used to wait at the barrier for it)
     again = subprocess.run(
@@ -211,8 +222,9 @@ def test_resume_refuses_a_changed_config_and_logs_each_step_once(config_file, tm
         with pytest.raises(ValueError, match=f"--resume: the config differs.*{next(iter(change))}"):
             train(dataclasses.replace(config, **change), resume=True)
     train(dataclasses.replace(config, validate_every=7), resume=True)  # an interval may change
-    steps = [int(line.split(",")[0]) for line in (tmp_path / "r" / "log.csv").read_text().split()]
-    assert steps == [1, 2, 3, 4]
+    lines = (tmp_path / "r" / "log.csv").read_text().split()
+    assert lines[0].startswith("step,loss,") and not any(x.startswith("step") for x in lines[1:])
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
@@ -250,3 +262,54 @@ def test_batch_size_is_the_global_batch_whatever_the_number_of_processes():
         assert all(epoch == alone[1] for _, epoch in shared)
     with pytest.raises(ValueError, match=r"batch_size 12 \(the global batch\) is not divisible"):
         per_rank_batch(config, 4)
+
+
+def _scalars_and_images(folder: Path) -> tuple[dict, dict]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars = {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+    return scalars, {t: events.Images(t) for t in events.Tags()["images"]}
+
+
+def test_the_run_folder_records_config_log_snapshots_best_and_tensorboard(config_file, tmp_path):
+    from gpucops.checkpoint import load_checkpoint, load_model
+
+    config = TrainConfig.from_yaml(
+        config_file,
+        {"steps": 3, "checkpoint_every": 1, "validate_every": 1, "keep_snapshots": 2,
+         "overlay_images": 1, "output_dir": str(tmp_path / "r")},
+    )  # fmt: skip
+    train(config)
+    folder = tmp_path / "r"
+    assert TrainConfig.from_yaml(folder / "config.yaml") == config  # the resolved config
+    with open(folder / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "step", "loss", "loss_semantic", "loss_affinity", "lr_net", "seconds"
+    ]  # fmt: skip
+    for row in rows:
+        parts = float(row["loss_semantic"]) + float(row["loss_affinity"])
+        assert float(row["loss"]) == pytest.approx(parts)
+    kept = sorted(p.name for p in folder.glob("snapshot_*.pt"))
+    assert kept == ["snapshot_2.pt", "snapshot_3.pt"]
+    assert load_checkpoint(folder / "snapshot_2.pt")["step"] == 2
+    scalars, images = _scalars_and_images(folder / "tensorboard")
+    assert {"pretrain/loss_semantic", "pretrain/loss_affinity", "pretrain/lr_net"} <= set(scalars)
+    assert [step for step, _ in scalars["pretrain/val_pq"]] == [1, 2, 3]
+    assert [e.step for e in images["pretrain/val_overlay_0"]] == [1, 2, 3]
+    assert images["pretrain/val_overlay_0"][0].width == 3 * 96  # image | prediction | truth
+    # best.pt: the network of the first step with the highest validation PQ, loadable alone
+    best_step, best_pq = max(scalars["pretrain/val_pq"], key=lambda e: (e[1], -e[0]))
+    best = load_checkpoint(folder / "best.pt")
+    assert best["step"] == best_step and "optimizer" not in best
+    assert best["validation"]["All"]["pq"] == pytest.approx(best_pq)
+    load_model(folder / "best.pt")
+
+
+def test_tensorboard_overlays_are_scaled_down_to_a_bounded_height():
+    from gpucops.trainer import _thumbnail
+
+    picture = np.zeros((1024, 6144, 3), np.uint8)  # a Cityscapes image | prediction | truth
+    assert _thumbnail(picture, 512).shape == (512, 3072, 3)
+    assert _thumbnail(picture[:100], 512).shape == (100, 6144, 3)

@@ -1,16 +1,29 @@
-"""Run by tests/test_training.py under ``torchrun --nproc_per_node=2`` (gloo, CPU): two steps,
-then every rank must hold the same parameters."""
+"""Run by tests/test_training.py under ``torchrun --nproc_per_node=2`` (gloo, CPU): two steps
+through ``train/train.py`` (which prints its summary on rank 0 only), then every rank must hold
+the same parameters."""
 
+import importlib.util
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from gpucops.trainer import TrainConfig, train
+import gpucops.trainer
 
-config = TrainConfig.from_yaml(sys.argv[1], {"output_dir": sys.argv[2], "steps": 2})
-module = train(config)["module"]
-flat = torch.cat([p.detach().flatten() for p in module.parameters()])
+spec = importlib.util.spec_from_file_location(
+    "train_script", Path(__file__).resolve().parent.parent / "train" / "train.py"
+)
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+result = {}
+script.train = lambda *args, **kwargs: (
+    result.update(gpucops.trainer.train(*args, **kwargs)) or result
+)
+code = script.main(["--config", sys.argv[1], "--set", f"output_dir={sys.argv[2]}", "steps=2"])
+if code:
+    sys.exit(code)
+flat = torch.cat([p.detach().flatten() for p in result["module"].parameters()])
 gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:

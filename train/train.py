@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> None:
         except yaml.YAMLError as error:
             raise ValueError(f"--set {key}: {value!r} is not a YAML value ({error})") from None
     result = train(TrainConfig.from_yaml(args.config, overrides), resume=args.resume)
+    if result["rank"] != 0:  # one summary per run, not one per torchrun process
+        return
     print(json.dumps({"loss": result["loss"], "step": result["step"],
                       "val_pq": result["validation"].get("All", {}).get("pq")}))  # fmt: skip
 

@@ -2,7 +2,7 @@
 
     gpucops demo       the whole pipeline on embedded data, pictures and a summary table
     gpucops predict    panoptic predictions for a folder of images with a trained checkpoint
-    gpucops evaluate   PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files
+    gpucops evaluate   PQ/SQ/RQ, mIoU and AP of prediction files, or of a checkpoint on a data set
     gpucops bench      inference timings: model, solver backends, stride 4 vs full resolution
     gpucops convert    published weights (detectron2 .pkl, COPS checkpoints) into gpucops names
 

@@ -4,6 +4,11 @@ panoptic evaluation (``--gt-json``/``--gt-dir``: e.g. ``gtFine/cityscapes_panopt
 and its PNG folder; ``--pred-json``/``--pred-dir``: what ``gpucops predict`` writes). PQ equals
 cityscapesscripts' to 1e-6 (tested); AP is pycocotools' ``segm`` AP of the thing segments,
 scored by their ``score`` in ``segments_info`` (1 where absent). Prints tables, writes JSON.
+
+``--checkpoint CKPT --data ROOT [--split val]`` does both steps on a data set in the Cityscapes
+layout: ``gpucops predict`` on ``ROOT/leftImg8bit/<split>`` (into ``--predictions``), then this
+evaluation against ``ROOT/gtFine/cityscapes_panoptic_<split>[_trainId].json`` (the one whose
+category ids are the checkpoint's).
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ import argparse
 import json
 from pathlib import Path
 
+from ..data import read_panoptic_json
 from ..metrics import evaluate_panoptic
+from . import predict
 from .table import format_table
 
 __all__ = ["HELP", "add_arguments", "run", "summary_tables"]
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.1f}"
+def _percent(value: float | None) -> str:
+    """A score in percent; ``—`` for a class absent from the ground truth and the prediction
+    (None: no score, unlike 0.0)."""
+    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def summary_tables(result: dict) -> str:
@@ -32,16 +41,22 @@ def summary_tables(result: dict) -> str:
             rows.append([kind.replace("_", " ").upper(), part, *map(_percent, (
                 scores["pq"], scores["sq"], scores["rq"])), scores["n"]])  # fmt: skip
     overall = format_table(["metric", "classes", "PQ", "SQ", "RQ", "n"], rows)
+    # mIoU of the panoptic output's category maps (void segments count as misses) and, where
+    # the semantic maps were given, of the semantic head's argmax (the official Cityscapes one)
+    ious = [("IoU", "miou", "panoptic output")]
+    if "miou_semantic" in result:
+        ious.insert(0, ("IoU sem", "miou_semantic", "semantic argmax, the Cityscapes definition"))
     per_class = format_table(
-        ["id", "class", "PQ", "SQ", "RQ", "IoU"],
+        ["id", "class", "PQ", "SQ", "RQ", *[column for column, _, _ in ious]],
         [
             [category, name, *map(_percent, (scores["pq"], scores["sq"], scores["rq"])),
-             _percent(result["miou"]["per_class"][category])]
+             *[_percent(result[key]["per_class"][category]) for _, key, _ in ious]]
             for category, name in result["categories"].items()
             for scores in [result["pq"]["per_class"][category]]
         ],
     )  # fmt: skip
-    lines = [overall, "", per_class, "", f"mIoU {_percent(result['miou']['miou'])}"]
+    means = "   ".join(f"mIoU {_percent(result[key]['miou'])} ({label})" for _, key, label in ious)
+    lines = [overall, "", per_class, "", means]
     if "ap" in result:
         ap = result["ap"]
         lines[-1] += f"   AP {_percent(ap['ap'])}  AP50 {_percent(ap['ap50'])}"
@@ -49,15 +64,65 @@ def summary_tables(result: dict) -> str:
     return "\n".join(lines)
 
 
+_FILES = ("gt_json", "gt_dir", "pred_json", "pred_dir")
+
+
+def _predict_split(args: argparse.Namespace) -> tuple[Path, ...]:
+    """``gpucops predict`` on ``--data``'s ``leftImg8bit/<split>``; the evaluation's inputs:
+    the ground truth whose category ids are the checkpoint's, the predictions, the semantic
+    maps."""
+    root = Path(args.data)
+    images = root / "leftImg8bit" / args.split
+    if not images.is_dir():
+        raise NotADirectoryError(f"--data {root} has no leftImg8bit/{args.split} folder")
+    candidates = [
+        root / "gtFine" / f"cityscapes_panoptic_{args.split}{suffix}.json"
+        for suffix in ("", "_trainId")
+    ]  # fmt: skip
+    if not any(path.is_file() for path in candidates):
+        raise FileNotFoundError(
+            f"--data {root} has no gtFine/cityscapes_panoptic_{args.split}[_trainId].json "
+            "(cityscapesscripts' createPanopticImgs writes it)"
+        )
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.predictions or checkpoint.with_name(f"{checkpoint.stem}_{args.split}"))
+    predict.run(argparse.Namespace(
+        checkpoint=args.checkpoint, images=str(images), out=str(out), categories=None,
+        no_overlays=True, **{key: getattr(args, key) for key in (
+            "full_resolution", "device", "batch_size", "thing_area", "stuff_area")},
+    ))  # fmt: skip
+    pred_json = out / "panoptic.json"
+    ids = {c["id"] for c in read_panoptic_json(pred_json)["categories"]}
+    for gt_json in candidates:
+        if (
+            gt_json.is_file()
+            and {c["id"] for c in read_panoptic_json(gt_json)["categories"]} == ids
+        ):
+            return gt_json, gt_json.with_suffix(""), pred_json, out / "panoptic", out / "semantic"
+    raise ValueError(
+        f"--data {root}: no gtFine/cityscapes_panoptic_{args.split}[_trainId].json has the "
+        f"checkpoint's category ids {sorted(ids)}"
+    )
+
+
 def run(args: argparse.Namespace) -> None:
-    for name in ("gt_dir", "pred_dir"):
-        if not Path(getattr(args, name)).is_dir():
+    if args.checkpoint:
+        if args.data is None:
+            raise ValueError("--checkpoint needs --data (a data set in the Cityscapes layout)")
+        (args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
+         args.pred_semantic_dir) = _predict_split(args)  # fmt: skip
+    else:
+        missing = [f"--{n.replace('_', '-')}" for n in _FILES if getattr(args, n) is None]
+        if missing:
+            raise ValueError(f"give {', '.join(missing)} (or --checkpoint and --data)")
+    for name in ("gt_dir", "pred_dir", "pred_semantic_dir"):
+        if getattr(args, name) is not None and not Path(getattr(args, name)).is_dir():
             raise NotADirectoryError(
                 f"--{name.replace('_', '-')} {getattr(args, name)} is not a folder"
             )
     result = evaluate_panoptic(
         args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
-        boundary_ratio=args.boundary_ratio, ap=not args.no_ap,
+        boundary_ratio=args.boundary_ratio, ap=not args.no_ap, semantic_dir=args.pred_semantic_dir,
     )  # fmt: skip
     print(summary_tables(result))
     out = (
@@ -69,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"written: {out}")
 
 
-HELP = "PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files"
+HELP = "PQ/SQ/RQ, mIoU and AP of COCO-panoptic prediction files, or of a checkpoint on a data set"
 
 
 def _ratio(text: str) -> float:
@@ -85,10 +150,25 @@ def _ratio(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt-json", required=True, help="ground-truth panoptic JSON")
-    parser.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
-    parser.add_argument("--pred-json", required=True, help="predicted panoptic JSON")
-    parser.add_argument("--pred-dir", required=True, help="folder of the predicted PNGs")
+    files = parser.add_argument_group("prediction files")
+    files.add_argument("--gt-json", help="ground-truth panoptic JSON")
+    files.add_argument("--gt-dir", help="folder of the ground-truth PNGs")
+    files.add_argument("--pred-json", help="predicted panoptic JSON")
+    files.add_argument("--pred-dir", help="folder of the predicted PNGs")
+    files.add_argument(
+        "--pred-semantic-dir",
+        help="folder of the semantic head's class maps (predict's semantic/): adds the official "
+        "Cityscapes mIoU",
+    )
+    model = parser.add_argument_group("or a checkpoint on a data set (predict, then evaluate)")
+    model.add_argument("--checkpoint", help="checkpoint.pt or best.pt of train/train.py")
+    model.add_argument("--data", help="a data set in the Cityscapes layout (leftImg8bit, gtFine)")
+    model.add_argument("--split", default="val", help="its split (default: val)")
+    model.add_argument(
+        "--predictions",
+        help="folder for the predictions (default: <checkpoint stem>_<split> beside it)",
+    )
+    predict.add_inference_arguments(model)
     parser.add_argument(
         "--out", help="result JSON (default: <pred-json stem>_evaluation.json beside it)"
     )

@@ -1,10 +1,13 @@
 """``gpucops predict``: panoptic predictions for a folder of images with a trained checkpoint.
 
-Reads every ``.png``/``.jpg``/``.jpeg`` of ``--images`` (sorted by name; images of one size are
-batched), runs the network and the AMWC solver, and writes to ``--out``: ``panoptic/<name>.png``
+Reads every ``.png``/``.jpg``/``.jpeg`` of ``--images`` and its subfolders (sorted by path;
+images of one size are batched), runs the network and the AMWC solver, and writes to ``--out``,
+under each image's folder relative to ``--images`` (Cityscapes: its city), ``panoptic/<name>.png``
 + ``panoptic.json`` (COCO panoptic; category ids and names from the checkpoint — what
 ``train/train.py`` stored from its dataset — or from ``--categories``; each thing segment with
-its instance score, supplementary eq. 12) and ``overlays/<name>.png`` (image | prediction).
+its instance score, supplementary eq. 12), ``semantic/<name>.png`` (the semantic head's argmax
+as 8-bit category ids: the input of the official Cityscapes mIoU) and ``overlays/<name>.png``
+(image | prediction).
 Image ids are the file names without extension (and without Cityscapes' ``_leftImg8bit``), so
 ``gpucops evaluate`` pairs them with the ground truth; segments smaller than ``--thing-area`` /
 ``--stuff-area`` pixels become void, as in COPS' inference.
@@ -29,14 +32,15 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ..data import PanopticWriter, read_image, read_panoptic_json
+from ..data import PanopticWriter, read_image, read_panoptic_json, write_label_png
 from ..data.images import DAMAGED_IMAGE_ERRORS
 from ..inference import Predictor, available_memory, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
 
 __all__ = [
-    "HELP", "add_arguments", "find_images", "image_id", "output_folder", "resolve_device", "run",
+    "HELP", "add_arguments", "add_inference_arguments", "find_images", "image_id",
+    "output_folder", "resolve_device", "run",
 ]  # fmt: skip
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -68,18 +72,25 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """The images of ``folder`` (by extension, sorted); errors for a missing or empty folder and
-    for two images with one name."""
+    """The images of ``folder`` and its subfolders (by extension, sorted by relative path, e.g.
+    Cityscapes' ``leftImg8bit/val/<city>/``); errors for a missing or empty folder and for two
+    images with one id (their outputs and ground truth would be confused)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"--images {folder} is not a folder")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()
+    )  # fmt: skip
     if not paths:
         raise ValueError(f"--images {folder} holds no {'/'.join(EXTENSIONS)} files")
-    ids = [image_id(p) for p in paths]
-    clashes = sorted({i for i in ids if ids.count(i) > 1})
-    if clashes:
-        raise ValueError(f"--images: several images have the id {clashes[0]!r}")
+    first: dict[str, Path] = {}
+    for path in paths:
+        other = first.setdefault(image_id(path), path)
+        if other != path:
+            raise ValueError(
+                f"--images: {other} and {path} have the same image id {image_id(path)!r} "
+                "(ids are file names without extension and must be unique)"
+            )
     return paths
 
 
@@ -155,6 +166,8 @@ def run(args: argparse.Namespace) -> None:
         if not area >= 0:
             raise ValueError(f"{option} must be a number of pixels ≥ 0, got {area}")
     paths = find_images(args.images)
+    # outputs keep each image's folder below --images (Cityscapes: one per city)
+    subfolders = {path: path.parent.relative_to(args.images) for path in paths}
     categories = None
     if args.categories:
         categories = sorted(
@@ -197,17 +210,27 @@ def run(args: argparse.Namespace) -> None:
                 prediction.semantic_logits, scale_factor=Predictor.STRIDE, mode="bilinear",
                 align_corners=False,
             )[..., : batch.shape[-2], : batch.shape[-1]]  # fmt: skip
+            # the semantic head's argmax as category ids (the official Cityscapes mIoU's input)
+            category_ids = torch.tensor([c["id"] for c in predictor.categories])
+            semantic_ids = category_ids[semantic.argmax(1).cpu()]
             for index, (path, image) in enumerate(zip(names, images, strict=True)):
                 classes, segments = classes_batch[index], segments_batch[index]
+                write_label_png(
+                    out / "semantic" / subfolders[path] / f"{image_id(path)}.png",
+                    semantic_ids[index],
+                )  # before the panoptic PNG: an image the writer has done has both
                 scores = instance_scores(
                     semantic[index].cpu(), prediction.affinity_logits[index].cpu(), classes,
                     segments, predictor.partitionable, predictor.distances, Predictor.STRIDE,
                 )  # fmt: skip
-                writer.add(image_id(path), classes, segments, {s: score for s, _, score in scores})
+                writer.add(
+                    image_id(path), classes, segments, {s: score for s, _, score in scores},
+                    subfolders[path],
+                )  # fmt: skip
                 if not args.no_overlays:
                     save_comparison(
-                        out / "overlays" / f"{image_id(path)}.png", image, [(classes, segments)],
-                        predictor.partitionable,
+                        out / "overlays" / subfolders[path] / f"{image_id(path)}.png", image,
+                        [(classes, segments)], predictor.partitionable,
                     )  # fmt: skip
                 bar.update(1)
     json_path = writer.close()
@@ -228,8 +251,21 @@ HELP = "panoptic predictions (PNG + JSON, overlays) for a folder of images"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of train/train.py")
-    parser.add_argument("--images", required=True, help="folder of .png/.jpg/.jpeg images")
+    parser.add_argument(
+        "--images", required=True, help="folder of .png/.jpg/.jpeg images (subfolders included)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
+    add_inference_arguments(parser)
+    parser.add_argument(
+        "--categories",
+        help="a COCO-panoptic JSON whose categories name the checkpoint's classes (default: "
+        "those stored in the checkpoint)",
+    )
+    parser.add_argument("--no-overlays", action="store_true", help="skip the overlay pictures")
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how a checkpoint predicts (``predict`` and ``evaluate --checkpoint``)."""
     parser.add_argument(
         "--full-resolution", action="store_true",
         help="solve on the image's own grid instead of the stride-4 grid",
@@ -239,11 +275,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default: 4)")
     parser.add_argument(
-        "--categories",
-        help="a COCO-panoptic JSON whose categories name the checkpoint's classes (default: "
-        "those stored in the checkpoint)",
-    )
-    parser.add_argument(
         "--thing-area", type=float, default=200,
         help="thing segments below this many pixels become void (default: 200, Cityscapes)",
     )  # fmt: skip
@@ -252,4 +283,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stuff segments below this many pixels become void (default: 2048, Cityscapes; "
         "COCO: 4096)",
     )  # fmt: skip
-    parser.add_argument("--no-overlays", action="store_true", help="skip the overlay pictures")

@@ -25,10 +25,12 @@ __all__ = [
     "labeling_to_panoptic",
     "panoptic_pairs",
     "panoptic_segments",
+    "read_label_png",
     "read_panoptic_json",
     "read_panoptic_png",
     "rgb2id",
     "segments_info",
+    "write_label_png",
     "write_panoptic_json",
     "write_panoptic_png",
 ]
@@ -53,9 +55,34 @@ def write_panoptic_png(path: str | Path, ids: np.ndarray | torch.Tensor) -> None
     sees half a file)."""
     if isinstance(ids, torch.Tensor):
         ids = ids.cpu().numpy()
+    _save_png(path, id2rgb(ids))
+
+
+def write_label_png(path: str | Path, labels: np.ndarray | torch.Tensor) -> None:
+    """Write a class map ``[H, W]`` of category ids (0…255; e.g. Cityscapes' label or train ids)
+    as an 8-bit grey PNG, atomically, its folder created."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.cpu().numpy()
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"{path}: category ids must lie in 0…255 for an 8-bit label PNG")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _save_png(path, labels.astype(np.uint8))
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """The class map ``[H, W]`` int64 of a label PNG (:func:`write_label_png`)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"label PNG {path} does not exist")
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), dtype=np.int64)
+
+
+def _save_png(path: str | Path, pixels: np.ndarray) -> None:
+    """Save ``pixels`` as a PNG at ``path`` through a temporary file (a reader never sees half
+    a file)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.partial")
-    Image.fromarray(id2rgb(ids)).save(temporary, format="PNG")
+    Image.fromarray(pixels).save(temporary, format="PNG")
     os.replace(temporary, path)
 
 
@@ -251,15 +278,18 @@ class PanopticWriter:
         classes: torch.Tensor,
         segments: torch.Tensor,
         scores: dict[int, float] | None = None,
+        subfolder: str | Path = "",
     ) -> Path:
         """Add one labeling (``classes``, ``segments`` ``[H, W]``; segment −1 = void) with
         optional instance ``scores`` by segment (written as ``score`` in ``segments_info``);
-        returns the PNG's path."""
+        the PNG goes to ``folder/subfolder`` (``file_name`` relative to ``folder``, e.g. the
+        city of a Cityscapes image); returns the PNG's path."""
         ids, info = panoptic_segments(classes, segments, [c["id"] for c in self.categories])
         for entry in info:  # panoptic ids are segment + 1
             if scores is not None and entry["id"] - 1 in scores:
                 entry["score"] = float(scores[entry["id"] - 1])
-        name = f"{image_id}.png"
+        name = (Path(subfolder) / f"{image_id}.png").as_posix()
+        (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
         write_panoptic_png(self.folder / name, ids)
         annotation = {"image_id": image_id, "file_name": name, "segments_info": info}
         height, width = ids.shape

@@ -168,7 +168,11 @@ class PanopticQuality:
             self.stats[info["category_id"]][2] += 1
 
     def compute(self) -> dict:
-        """``{"All" | "Things" | "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {...}}}``."""
+        """``{"All" | "Things" | "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {...}}}``.
+
+        A category absent from both the ground truth and the predictions (no TP, FP or FN) has
+        ``None`` scores — absent, not 0 (cityscapesscripts writes 0.0) — and is left out of the
+        means (``n`` counts the others), as in the official evaluation."""
         results = {}
         for name, kind in (("All", None), ("Things", True), ("Stuff", False)):
             total, per_class = {"pq": 0.0, "sq": 0.0, "rq": 0.0}, {}
@@ -178,7 +182,7 @@ class PanopticQuality:
                     continue
                 iou, tp, fp, fn = self.stats[category]
                 if tp + fp + fn == 0:
-                    per_class[category] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                    per_class[category] = {"pq": None, "sq": None, "rq": None}
                     continue
                 n += 1
                 scores = {

@@ -34,7 +34,8 @@ class SemanticIoU:
         self.confusion += counts.view(k, k + 1).cpu()
 
     def compute(self) -> dict:
-        """``{"miou", "per_class": [IoU or nan for classes absent from both], "accuracy"}``."""
+        """``{"miou", "per_class": [IoU, or None for a class absent from both the target and
+        the prediction (left out of the mean)], "accuracy"}``."""
         confusion = self.confusion.double()
         intersection = confusion.diagonal()
         union = confusion[:, : self.num_classes].sum(0) + confusion.sum(1) - intersection
@@ -42,6 +43,9 @@ class SemanticIoU:
         present = union > 0
         return {
             "miou": float(iou[present].mean()) if present.any() else 0.0,
-            "per_class": iou.tolist(),
+            "per_class": [
+                value if seen else None
+                for value, seen in zip(iou.tolist(), present.tolist(), strict=True)
+            ],
             "accuracy": float(intersection.sum() / confusion.sum().clamp(min=1)),
         }
