@@ -26,6 +26,7 @@ from gpucops.data import (
     write_panoptic_png,
     write_synthetic_cityscapes,
 )
+from gpucops.data.images import image_size
 from gpucops.losses import semantic_pretraining_loss
 from gpucops.metrics.panoptic import PanopticQuality
 from gpucops.synthetic import make_problem
@@ -215,7 +216,7 @@ def test_predict_reads_the_pixels_of_one_batch_at_a_time(tmp_path, monkeypatch):
     read = []
     monkeypatch.setattr(predict, "read_image", lambda path: read.append(path) or read_image(path))
     paths = sorted(tmp_path.glob("*.png"))
-    batches = predict._batches(paths, {path: predict._image_size(path) for path in paths}, 2)
+    batches = predict._batches(paths, {path: image_size(path) for path in paths}, 2)
     names, _, stacked = next(batches)
     assert len(read) == 2 and stacked.shape == (2, 3, 5, 7)  # the smaller size first
     assert [path.name for path in names] == ["2.png", "4.png"]

@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from ..data import PanopticWriter, read_image, read_panoptic_json, write_label_png
-from ..data.images import DAMAGED_IMAGE_ERRORS
+from ..data.images import image_size
 from ..inference import Predictor, available_memory, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
@@ -102,7 +101,7 @@ def image_id(path: Path) -> str:
 
 def _batches(paths: list[Path], sizes: dict[Path, tuple[int, int]], batch_size: int):
     """Batches of (paths, images, uint8 [B, 3, H, W]) with one size each, in name order per
-    size. ``sizes``: each path's ``(H, W)`` (:func:`_image_size`, from the file headers); each
+    size. ``sizes``: each path's ``(H, W)`` (``image_size``, from the file headers); each
     batch's pixels are read when it is due, so memory holds one batch, not the folder."""
     ordered = sorted(paths, key=sizes.__getitem__)  # stable: name order within a size
     for _, group in groupby(ordered, key=sizes.__getitem__):
@@ -120,15 +119,6 @@ def _fits(size: tuple[int, int], distances: tuple[int, ...]) -> bool:
     ×stride)."""
     cells = max(-(-side // Predictor.STRIDE) for side in size)
     return max(distances) < cells
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except DAMAGED_IMAGE_ERRORS as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
 
 
 def _check_memory(
@@ -180,7 +170,7 @@ def run(args: argparse.Namespace) -> None:
     pending = [path for path in paths if image_id(path) not in writer.done]
     # an image too small for the network's edge distances is skipped with a line, so that one
     # thumbnail does not abort a whole folder (sizes from the file headers)
-    sizes = {path: _image_size(path) for path in pending}
+    sizes = {path: image_size(path) for path in pending}
     small = [path for path in pending if not _fits(sizes[path], predictor.distances)]
     for path in small:
         height, width = sizes[path]
@@ -194,6 +184,8 @@ def run(args: argparse.Namespace) -> None:
     pending = [path for path in pending if path not in skipped]
     _check_memory(predictor, pending, sizes, args)
     seconds = {"model": 0.0, "solver": 0.0}
+    # the semantic head's argmax as category ids (the official Cityscapes mIoU's input)
+    category_ids = torch.tensor([c["id"] for c in predictor.categories])
     with tqdm(
         total=len(paths), initial=len(paths) - len(pending), unit="image", desc="predicting"
     ) as bar:
@@ -210,8 +202,6 @@ def run(args: argparse.Namespace) -> None:
                 prediction.semantic_logits, scale_factor=Predictor.STRIDE, mode="bilinear",
                 align_corners=False,
             )[..., : batch.shape[-2], : batch.shape[-1]]  # fmt: skip
-            # the semantic head's argmax as category ids (the official Cityscapes mIoU's input)
-            category_ids = torch.tensor([c["id"] for c in predictor.categories])
             semantic_ids = category_ids[semantic.argmax(1).cpu()]
             for index, (path, image) in enumerate(zip(names, images, strict=True)):
                 classes, segments = classes_batch[index], segments_batch[index]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["DAMAGED_IMAGE_ERRORS", "open_image", "read_image"]
+__all__ = ["image_size", "open_image", "read_image"]
 
 # what Pillow raises for a missing, unreadable or damaged file (found by tests/test_fuzz.py):
 # OSError (missing, truncated, UnidentifiedImageError), ValueError (bad chunks), SyntaxError (bad
@@ -21,19 +21,33 @@ DAMAGED_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error
 _WIDE_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
+def _unreadable(what: str, path: str | Path, error: Exception) -> ValueError:
+    return ValueError(f"cannot read {what} {path}: {error}")
+
+
 def open_image(path: str | Path, what: str = "image") -> Image.Image:
     """The decoded image at ``path`` (pixels loaded, file closed); a missing, unreadable or
     damaged file is one ``ValueError`` naming ``what`` and the file."""
     try:
         image = Image.open(path)
     except DAMAGED_IMAGE_ERRORS as error:
-        raise ValueError(f"cannot read {what} {path}: {error}") from None
+        raise _unreadable(what, path, error) from None
     try:
         image.load()  # decodes now, so damage surfaces here; closes a single-frame file
     except DAMAGED_IMAGE_ERRORS as error:
         image.close()
-        raise ValueError(f"cannot read {what} {path}: {error}") from None
+        raise _unreadable(what, path, error) from None
     return image
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of the image at ``path`` from its header, without decoding the pixels; errors
+    as :func:`open_image`."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except DAMAGED_IMAGE_ERRORS as error:
+        raise _unreadable("image", path, error) from None
 
 
 def read_image(path: str | Path) -> np.ndarray:

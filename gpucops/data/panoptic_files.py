@@ -73,8 +73,7 @@ def read_label_png(path: str | Path) -> np.ndarray:
     """The class map ``[H, W]`` int64 of a label PNG (:func:`write_label_png`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"label PNG {path} does not exist")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("L"), dtype=np.int64)
+    return np.asarray(open_image(path, "label PNG").convert("L"), dtype=np.int64)
 
 
 def _save_png(path: str | Path, pixels: np.ndarray) -> None:
