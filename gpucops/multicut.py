@@ -141,9 +141,8 @@ def _node_count(
 ) -> int:
     """N: ``num_nodes`` checked, or inferred from ``image_index`` or the edges."""
     if num_nodes is not None:
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, numbers.Integral):
-            raise ValueError(f"num_nodes must be an integer ≥ 0 or None, got {num_nodes!r}")
-        if num_nodes < 0:
+        integral = isinstance(num_nodes, numbers.Integral) and not isinstance(num_nodes, bool)
+        if not integral or num_nodes < 0:
             raise ValueError(f"num_nodes must be an integer ≥ 0 or None, got {num_nodes!r}")
         return int(num_nodes)
     if isinstance(image_index, torch.Tensor) and image_index.dim() == 1:
