@@ -7,7 +7,10 @@ OpenMP setting, on a quiet machine and beside a deliberate background load (issu
 Workloads (medians of a few calls after a warm-up, in the child):
 - ``solve``: one 256×512, K = 19 synthetic problem, ``gpucops.solve`` (parallel, CPU);
 - ``step``: one fine-tuning step of the tiny model (batch 4 of 128×256 images → 32×64 cost grid,
-  K = 19, N = 5 perturbations): network forward, AMWC layer, PQ surrogate, backward.
+  K = 19, N = 5 perturbations): network forward, AMWC layer, PQ surrogate, backward, on the
+  threads the trainer gives it (``gpucops.trainer.cpu_threads``: one for the tiny model);
+- ``step-all-threads``: the same step on torch's default count (the trainer before
+  ``cpu_threads``).
 
 Settings (the child's environment; a fresh interpreter each, because OpenMP reads it once):
 - ``default``: what a user gets (gpucops' own default: passive waiting unless the user chose);
@@ -36,6 +39,7 @@ SETTINGS = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "one-thread": {"OMP_NUM_THREADS": "1"},
 }
+WORKLOADS = ("solve", "step", "step-all-threads")
 # the variables a setting may change; cleared first so the caller's shell does not leak in
 _CONTROLLED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
@@ -58,34 +62,44 @@ def _solve_workload():
     return lambda: gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances)
 
 
-def _step_workload():
+def _step_workload(trainer_threads: bool = True):
     import torch
 
+    from gpucops._openmp import threads
     from gpucops.layer import AMWCLayer
     from gpucops.losses import panoptic_quality_loss
     from gpucops.model import COPSNet, ModelConfig
     from gpucops.synthetic import make_problem
+    from gpucops.trainer import TrainConfig, cpu_threads
 
     distances = (1, 4, 16, 32)
     p = make_problem(4, 32, 64, 19, distances, seed=0)
     torch.manual_seed(0)
     net = COPSNet(ModelConfig.tiny(19, distances))
     layer = AMWCLayer(p.partitionable, distances, (1.0, 50.0), 5, 0.1)
+    count = cpu_threads(TrainConfig(model="tiny")) if trainer_threads else None
     images = torch.rand(4, 3, 128, 256) * 255
     thresholds = torch.where(p.partitionable, 200 / 16, 2048 / 16)
 
     def step() -> None:
-        net.zero_grad()
-        semantic, affinity = net(images)
-        out = layer(semantic, affinity, p.classes, p.segments, seed=0)
-        loss = panoptic_quality_loss(out.prediction, out.target, out.channel_classes, thresholds)
-        loss.backward()
+        with threads(count):
+            net.zero_grad()
+            semantic, affinity = net(images)
+            out = layer(semantic, affinity, p.classes, p.segments, seed=0)
+            loss = panoptic_quality_loss(
+                out.prediction, out.target, out.channel_classes, thresholds
+            )
+            loss.backward()
 
     return step
 
 
 def child(workload: str, repeats: int) -> None:
-    call = {"solve": _solve_workload, "step": _step_workload}[workload]()
+    call = {
+        "solve": _solve_workload,
+        "step": _step_workload,
+        "step-all-threads": lambda: _step_workload(trainer_threads=False),
+    }[workload]()
     print(json.dumps({"seconds": _median_seconds(call, repeats)}))
 
 
@@ -108,12 +122,12 @@ def _timed_child(workload: str, setting: str, load: int, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--workloads", nargs="+", choices=("solve", "step"),
-                        default=["solve", "step"])  # fmt: skip
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS,
+                        default=list(WORKLOADS))  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per cell")
     parser.add_argument("--calls", type=int, default=5, help="timed calls per process")
     parser.add_argument("--load", type=int, default=1, help="spinning neighbour processes")
-    parser.add_argument("--child", choices=("solve", "step"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.calls)

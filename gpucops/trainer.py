@@ -29,6 +29,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from ._openmp import threads
 from .checkpoint import load_checkpoint, model_entries, save_checkpoint
 from .data import (
     CityscapesPanoptic,
@@ -43,7 +44,7 @@ from .model import COPSNet, ModelConfig, load_pretrained
 from .run_records import RunLog, keep_snapshot, write_config
 from .visualize import comparison
 
-__all__ = ["TrainConfig", "TrainingModule", "model_config", "train"]
+__all__ = ["TrainConfig", "TrainingModule", "cpu_threads", "model_config", "train"]
 
 
 @dataclass
@@ -97,6 +98,9 @@ class TrainConfig:
     thing_area: float = 50.0  # foreground-probability thresholds, in grid pixels
     stuff_area: float = 128.0
     solver_method: str = "parallel"
+    # threads of the CPU work, network and solver (None: 1 for the tiny model without a GPU,
+    # see cpu_threads; torch's default otherwise)
+    cpu_threads: int | None = None
     amp: bool = True  # mixed precision on GPUs
     seed: int = 0
     output_dir: str = "runs/synthetic"
@@ -140,6 +144,10 @@ class TrainConfig:
         for key in ("batch_size", "accumulate", "checkpoint_every", "validate_every", "samples"):
             if getattr(config, key) < 1:
                 raise ValueError(f"{path}: {key} must be ≥ 1, got {getattr(config, key)}")
+        threads = config.cpu_threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):  # fmt: skip
+            raise ValueError(f"{path}: cpu_threads must be an integer ≥ 1, got {threads!r}")
         for key in ("keep_snapshots", "overlay_images"):
             if getattr(config, key) < 0:
                 raise ValueError(f"{path}: {key} must be ≥ 0, got {getattr(config, key)}")
@@ -421,10 +429,29 @@ def _check_resumed_config(config: TrainConfig, stored: dict) -> None:
         )
 
 
+def cpu_threads(config: TrainConfig) -> int | None:
+    """Threads of a training process's CPU work (``TrainConfig.cpu_threads``; if unset: 1 for
+    the tiny model on a machine without a GPU, otherwise None = torch's default, unchanged).
+    The tiny model's step is hundreds of short parallel regions (network ops and solver rounds),
+    each ending at a barrier: beside a busy neighbour one of two threads is often descheduled and
+    every region waits for it, so a step took 2.7× as long (0.62 → 1.67 s) while one thread ran
+    it in 0.73 s quiet and 0.72 s busy (``benchmarks/contention.py``). One thread per process is
+    also torchrun's default."""
+    if config.cpu_threads is not None:
+        return config.cpu_threads
+    return 1 if config.model == "tiny" and not torch.cuda.is_available() else None
+
+
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict:
     """Run (or continue) a training run; returns the final loss, the last validation result,
     the step and the trained :class:`TrainingModule`. ``stop_at`` ends the run early at that
-    step (as if killed there; the schedule stays that of ``config.steps``)."""
+    step (as if killed there; the schedule stays that of ``config.steps``). A CPU run uses
+    :func:`cpu_threads` threads."""
+    with threads(cpu_threads(config)):
+        return _train(config, resume, stop_at)
+
+
+def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(

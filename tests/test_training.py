@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from gpucops.checkpoint import save_checkpoint
-from gpucops.trainer import TrainConfig, train
+from gpucops.trainer import TrainConfig, TrainingModule, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +98,31 @@ def test_kill_and_resume_equals_an_uninterrupted_run(config_file, tmp_path):
         torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU thread policy of a CPU machine")
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), (2, 2)])
+def test_a_cpu_run_trains_on_its_thread_count_and_gives_the_callers_back(
+    setting, expected, config_file, tmp_path, monkeypatch
+):
+    # the tiny model's many short parallel regions made a step 2.7× slower beside a busy
+    # neighbour on two threads (issue 18, item 16), so a CPU run of it uses one unless told
+    config = TrainConfig.from_yaml(
+        config_file, {"steps": 1, "output_dir": str(tmp_path / "run"), "cpu_threads": setting}
+    )
+    seen = []
+    forward = TrainingModule.forward
+    monkeypatch.setattr(
+        TrainingModule, "forward",
+        lambda self, *args: seen.append(torch.get_num_threads()) or forward(self, *args),
+    )  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        train(config)
+        assert seen == [expected] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_configs(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("stage: pretrain\nbogus: 1\n")
@@ -117,6 +142,8 @@ def test_bad_configs(tmp_path):
         ("checkpoint_every: 0\n", "checkpoint_every must be ≥ 1"),
         ("stage: finetune\n", "set init_checkpoint"),  # was silently random
         ("lambda_range: [1, .inf]\n", "lambda_range must be finite"),
+        ("cpu_threads: 0\n", "cpu_threads must be an integer ≥ 1"),
+        ("cpu_threads: two\n", "cpu_threads must be an integer ≥ 1"),
     ],
 )
 def test_config_values_are_checked_when_read(text, message, tmp_path):
