@@ -3,11 +3,12 @@ under ``torchrun`` (DistributedDataParallel: nccl on GPUs, gloo on CPUs).
 
 ``train/train.py --config CONFIG.yaml`` drives :func:`train`. A run is a pure function of its
 config and its step: the batch of step s (each rank's share of a per-epoch permutation seeded by
-(seed, epoch)), the augmentation (seeded by (seed, epoch, index)), the cost dropout and the λ draw
+(seed, epoch), read by a DataLoader's ``workers``), the augmentation (seeded by (seed, epoch,
+index)), the cost dropout and the λ draw
 (seeded by (seed, step)); the global torch RNG state (decoder dropout) is saved in every
 checkpoint. So ``--resume`` continues exactly. Checkpoints are written atomically (temporary file,
 fsync, rename; :mod:`gpucops.checkpoint`): a run killed mid-write leaves the previous checkpoint
-intact.
+intact. Validation is sharded over the ranks and its PQ sums merged exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .checkpoint import load_checkpoint, model_entries, save_checkpoint
 from .data import (
     CityscapesPanoptic,
     CocoPanoptic,
+    PanopticDataset,
     panoptic_segments,
     write_synthetic_cityscapes,
 )
@@ -43,6 +45,9 @@ from .metrics import PanopticQuality
 from .model import COPSNet, ModelConfig, load_pretrained
 from .run_records import RunLog, keep_snapshot, write_config
 from .visualize import comparison
+
+# the network's batch norms, plain or converted for distributed training
+BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 __all__ = ["TrainConfig", "TrainingModule", "cpu_threads", "model_config", "train"]
 
@@ -98,6 +103,12 @@ class TrainConfig:
     thing_area: float = 50.0  # foreground-probability thresholds, in grid pixels
     stuff_area: float = 128.0
     solver_method: str = "parallel"
+    # DataLoader processes reading and augmenting training images (0: in the training process);
+    # pinned host memory when training on GPUs
+    workers: int = 0
+    # BatchNorm statistics synchronised over the processes of a multi-GPU run (SyncBatchNorm; one
+    # process or CPUs have nothing to synchronise)
+    sync_batchnorm: bool = True
     # threads of the CPU work, network and solver (None: 1 for the tiny model without a GPU,
     # see cpu_threads; torch's default otherwise)
     cpu_threads: int | None = None
@@ -148,7 +159,7 @@ class TrainConfig:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or threads < 1):  # fmt: skip
             raise ValueError(f"{path}: cpu_threads must be an integer ≥ 1, got {threads!r}")
-        for key in ("keep_snapshots", "overlay_images"):
+        for key in ("keep_snapshots", "overlay_images", "workers"):
             if getattr(config, key) < 0:
                 raise ValueError(f"{path}: {key} must be ≥ 0, got {getattr(config, key)}")
         if config.stage == "finetune" and not config.init_checkpoint:
@@ -265,7 +276,7 @@ class TrainingModule(nn.Module):
         for part in (self.net.backbone, self.net.semantic_decoder, self.net.affinity_decoder):
             part.requires_grad_(False)
         for module in self.net.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if isinstance(module, BATCH_NORMS):
                 module.requires_grad_(False)
         net = self.net
         groups = [
@@ -285,9 +296,20 @@ class TrainingModule(nn.Module):
         super().train(mode)
         if mode and self.config.stage == "finetune":  # frozen batch norm statistics
             for module in self.net.modules():
-                if isinstance(module, nn.BatchNorm2d):
+                if isinstance(module, BATCH_NORMS):
                     module.eval()
         return self
+
+
+def with_sync_batch_norms(
+    module: TrainingModule, device: torch.device, world: int
+) -> TrainingModule:
+    """``module`` with its batch norms synchronised over the processes (SyncBatchNorm, same
+    parameters and statistics) when ``world > 1`` processes train on GPUs and the config's
+    ``sync_batchnorm`` is on; otherwise ``module`` itself."""
+    if world > 1 and device.type == "cuda" and module.config.sync_batchnorm:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module
 
 
 def per_rank_batch(config: TrainConfig, world: int) -> int:
@@ -316,6 +338,58 @@ def _batch_indices(size: int, micro_step: int, config: TrainConfig, rank: int, w
     return chunk[rank * share : (rank + 1) * share].tolist(), epoch
 
 
+class _StepBatches(torch.utils.data.Sampler):
+    """The distributed sampler: this rank's share (:func:`_batch_indices`) of the global batch of
+    each micro-step from ``start`` to ``stop``, as ``(index, epoch)`` pairs. Not torch's
+    ``DistributedSampler``: here a global batch holds the same images whatever the number of
+    processes, and a resumed run starts at its own micro-step, mid-epoch."""
+
+    def __init__(self, size: int, config: TrainConfig, rank: int, world: int, start: int,
+                 stop: int):  # fmt: skip
+        self.size, self.config, self.rank, self.world = size, config, rank, world
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        for micro_step in range(self.start, self.stop):
+            indices, epoch = _batch_indices(
+                self.size, micro_step, self.config, self.rank, self.world
+            )
+            yield [(index, epoch) for index in indices]
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+class _EpochItems(torch.utils.data.Dataset):
+    """``items[(index, epoch)]`` = ``dataset[index]`` augmented as in ``epoch``: the epoch travels
+    with the index because a DataLoader worker holds its own copy of the dataset."""
+
+    def __init__(self, dataset: PanopticDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, self.dataset.epoch = key
+        return self.dataset[index]
+
+
+def training_batches(
+    dataset: PanopticDataset, config: TrainConfig, rank: int, world: int, start: int, stop: int,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:  # fmt: skip
+    """Collated batches of micro-steps ``start … stop − 1`` for this rank, read by
+    ``config.workers`` processes. The loader's own seed comes from a generator of the run's
+    seed, so creating it leaves the global RNG (saved in checkpoints) untouched."""
+    return torch.utils.data.DataLoader(
+        _EpochItems(dataset),
+        batch_sampler=_StepBatches(len(dataset), config, rank, world, start, stop),
+        num_workers=config.workers, collate_fn=_collate, pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(config.seed),
+    )  # fmt: skip
+
+
 # TensorBoard overlays at most this high: a Cityscapes triple at full size is 1024×6144 pixels,
 # megabytes per picture in the event file at every validation
 OVERLAY_HEIGHT = 512
@@ -331,16 +405,19 @@ def _thumbnail(picture: np.ndarray, height: int) -> np.ndarray:
 
 @torch.no_grad()
 def validate(
-    module: TrainingModule, dataset, device: torch.device, overlays: list | None = None
-) -> dict:
-    """PQ of the solved labelings against the stride-grid ground truth (in process). With
-    ``overlays`` (a list), the first ``module.config.overlay_images`` images are appended to it
-    as [image | prediction | ground truth] ``[H, W, 3]`` uint8 pictures."""
+    module: TrainingModule, dataset, device: torch.device, overlays: list | None = None,
+    rank: int = 0, world: int = 1,
+) -> dict:  # fmt: skip
+    """PQ of the solved labelings against the stride-grid ground truth. Under ``world > 1``
+    processes (every rank calls it) each rank takes images ``rank, rank + world, …`` and the
+    accumulators are merged on every rank: the result equals one process's, bit for bit. With
+    ``overlays`` (a list), the first ``module.config.overlay_images`` of this rank's images are
+    appended to it as [image | prediction | ground truth] ``[H, W, 3]`` uint8 pictures."""
     module.eval()
     partitionable = module.layer.partitionable.cpu()
     metric = PanopticQuality({k: bool(t) for k, t in enumerate(partitionable.tolist())})
     category_ids = list(range(len(partitionable)))  # category = class index
-    for index in range(len(dataset)):
+    for position, index in enumerate(range(rank, len(dataset), world)):
         item = _collate([dataset[index]])
         semantic, affinity = module.net(item["image"].to(device))
         labeling = module.layer(semantic.float(), affinity.float()).labeling
@@ -349,11 +426,17 @@ def validate(
         metric.update(
             *panoptic_segments(*truth, category_ids), *panoptic_segments(*predicted, category_ids)
         )
-        if overlays is not None and index < module.config.overlay_images:
+        if overlays is not None and position < module.config.overlay_images:
             image = item["image"][0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
             picture = comparison(image, [predicted, truth], partitionable)
             overlays.append(_thumbnail(picture, OVERLAY_HEIGHT))
     module.train()
+    if world > 1:
+        shards = [None] * world
+        dist.all_gather_object(shards, metric.state())
+        metric = PanopticQuality.from_state(shards[0])
+        for shard in shards[1:]:
+            metric.merge(PanopticQuality.from_state(shard))
     return metric.compute()
 
 
@@ -474,7 +557,7 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
         load_pretrained(module.net, config.backbone_weights, parts=("net.backbone",), log=log)
     if config.init_checkpoint and not resume:
         load_pretrained(module.net, config.init_checkpoint, module.layer, log=log)
-    module = module.to(device)
+    module = with_sync_batch_norms(module, device, world).to(device)
     groups = module.parameter_groups()
     group_names = [group["name"] for group in groups]  # older checkpoints store no names
     optimizer = torch.optim.Adam(groups)
@@ -501,18 +584,19 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
     records = _Records(output, config, module, group_names, step) if rank == 0 else None
     module.train()
     bar = tqdm(total=config.steps, initial=step, disable=rank != 0, desc=config.stage)
-    while step < min(config.steps, stop_at or config.steps):
+    last = min(config.steps, stop_at or config.steps)
+    batches = iter(training_batches(
+        train_set, config, rank, world, step * config.accumulate, last * config.accumulate,
+        pin_memory=device.type == "cuda",
+    ))  # fmt: skip
+    while step < last:
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         parts = dict.fromkeys(module.loss_parts(), 0.0)
-        for micro in range(config.accumulate):
-            indices, epoch = _batch_indices(
-                len(train_set), step * config.accumulate + micro, config, rank, world
-            )
-            train_set.epoch = epoch
+        for _ in range(config.accumulate):
             batch = {
-                k: v.to(device) if torch.is_tensor(v) else v
-                for k, v in _collate([train_set[i] for i in indices]).items()
+                k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in next(batches).items()
             }
             with torch.autocast(device.type, enabled=scaler.is_enabled()):
                 terms = wrapped(batch, config.seed * 1_000_003 + step)
@@ -527,11 +611,15 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
         last_loss = sum(parts.values())
         bar.update(1)
         bar.set_postfix(loss=f"{last_loss:.4f}")
-        if records is None:
-            continue
-        records.step(step, last_loss, parts, scheduler.get_last_lr(), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         saving = step % config.checkpoint_every == 0 or step == config.steps
         validating = step % config.validate_every == 0 or step == config.steps
+        if validating:  # every rank validates its shard
+            overlays = [] if records is not None else None
+            result = validate(module, val_set, device, overlays, rank, world)
+        if records is None:
+            continue
+        records.step(step, last_loss, parts, scheduler.get_last_lr(), seconds)
         if not (saving or validating):
             continue
         trained = {
@@ -546,8 +634,6 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
                  "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
             )  # fmt: skip
         if validating:
-            overlays = []
-            result = validate(module, val_set, device, overlays)
             records.validation(step, result, overlays, {**trained, "validation": result})
     bar.close()
     if records is not None:

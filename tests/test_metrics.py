@@ -259,3 +259,29 @@ def test_pq_accumulates_tensors_as_numpy_arrays(ratio):
 @pytest.mark.parametrize("ratio", [None, 0.05])
 def test_pq_accumulates_on_the_gpu(ratio):
     assert _accumulated("cuda", ratio) == _accumulated("numpy", ratio)
+
+
+def _accumulate(pairs: list, boundary_ratio: float | None = None) -> PanopticQuality:
+    metric = PanopticQuality({c["id"]: bool(c["isthing"]) for c in CATEGORIES}, boundary_ratio)
+    for gt, crowd, pred in pairs:
+        gt_info = segments_info(gt, {int(s): _category(int(s)) for s in np.unique(gt) if s}, crowd)
+        pred_info = segments_info(pred, {int(s): _category(int(s)) for s in np.unique(pred) if s})
+        metric.update(gt, gt_info, pred, pred_info)
+    return metric
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_shards_merged_equal_one_accumulator_bit_for_bit(shards):
+    # validation sharded over the ranks of a torchrun job reduces the sums, not the PQs; the IoU
+    # sums are correctly rounded (fsum), so the order of the shards cannot change a bit
+    rng = np.random.default_rng(7)
+    pairs = [_random_pair(rng) for _ in range(7)]
+    whole = _accumulate(pairs).compute()
+    parts = [PanopticQuality.from_state(_accumulate(pairs[k::shards]).state()) for k in
+             range(shards)]  # fmt: skip
+    merged = parts[-1]
+    for part in parts[:-1]:  # another order than the images'
+        merged.merge(part)
+    assert merged.compute() == whole and 0 < whole["All"]["pq"] < 1
+    with pytest.raises(ValueError, match="same categories and boundary_ratio"):
+        merged.merge(_accumulate([], boundary_ratio=0.02))

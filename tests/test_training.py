@@ -17,7 +17,16 @@ import torch
 import yaml
 
 from gpucops.checkpoint import save_checkpoint
-from gpucops.trainer import TrainConfig, TrainingModule, train
+from gpucops.trainer import (
+    BATCH_NORMS,
+    TrainConfig,
+    TrainingModule,
+    _batch_indices,
+    _datasets,
+    train,
+    training_batches,
+    with_sync_batch_norms,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,6 +214,9 @@ def test_torchrun_two_cpu_processes_hold_identical_parameters(config_file, tmp_p
     )  # fmt: skip
     assert "ranks equal" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count('"loss"') == 1  # train.py's summary: rank 0 only
+    # validation sharded over the ranks (5 images: 3 + 2), merged equal to one process's
+    assert "validation shares [3, 2]" in result.stdout, result.stdout[-2000:]
+    assert "validation equal" in result.stdout, result.stdout[-2000:]
     # the same run again in the used folder: refused on every rank, not rank 0 alone (the
     # other rank used to wait at the barrier for it)
     again = subprocess.run(
@@ -340,3 +352,49 @@ def test_tensorboard_overlays_are_scaled_down_to_a_bounded_height():
     picture = np.zeros((1024, 6144, 3), np.uint8)  # a Cityscapes image | prediction | truth
     assert _thumbnail(picture, 512).shape == (512, 3072, 3)
     assert _thumbnail(picture[:100], 512).shape == (100, 6144, 3)
+
+
+def test_dataloader_workers_give_the_same_run_as_the_training_process(config_file, tmp_path):
+    # the epoch of each item travels with its index (a worker holds its own dataset copy) and
+    # the loader's seed comes from the run's, so workers change nothing in the run
+    runs = []
+    for workers in (0, 2):
+        config = TrainConfig.from_yaml(
+            config_file,
+            {"steps": 3, "workers": workers, "output_dir": str(tmp_path / f"w{workers}")},
+        )
+        runs.append(_state(train(config)["module"]))
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # and each batch holds the items of its step's epoch (4 images, batch 2: epochs 0, 0, 1, 1)
+    train_set, _ = _datasets(config)
+    batches = list(training_batches(train_set, config, rank=0, world=1, start=0, stop=4))
+    for micro_step, batch in enumerate(batches):
+        indices, epoch = _batch_indices(len(train_set), micro_step, config, 0, 1)
+        train_set.epoch = epoch
+        expected = torch.stack([train_set[i]["image"] for i in indices])
+        assert epoch == micro_step // 2 and torch.equal(batch["image"], expected)
+
+
+@pytest.mark.parametrize(("device", "world", "synced"), [("cuda", 2, True), ("cuda", 1, False),
+                                                          ("cpu", 2, False)])  # fmt: skip
+def test_batch_norms_are_synchronised_in_a_multi_gpu_run_and_still_frozen_in_fine_tuning(
+    device, world, synced, tmp_path
+):
+    config = TrainConfig(stage="finetune", init_checkpoint="unused", model="tiny")
+    module = with_sync_batch_norms(
+        TrainingModule(config, torch.tensor([False, True] * 9 + [False])), torch.device(device),
+        world,
+    )  # fmt: skip
+    kinds = {type(m) for m in module.modules() if isinstance(m, BATCH_NORMS)}
+    assert kinds == ({torch.nn.SyncBatchNorm} if synced else {torch.nn.BatchNorm2d})
+    groups = module.parameter_groups()
+    trained = {id(p) for group in groups for p in group["params"]}
+    norms = [m for m in module.modules() if isinstance(m, BATCH_NORMS)]
+    assert all(id(p) not in trained for m in norms for p in m.parameters())
+    module.train()
+    assert not any(m.training for m in norms)  # fine-tuning keeps their statistics
+    off = dataclasses.replace(config, sync_batchnorm=False)
+    plain = with_sync_batch_norms(TrainingModule(off, torch.ones(19, dtype=torch.bool)),
+                                  torch.device("cuda"), 2)  # fmt: skip
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())

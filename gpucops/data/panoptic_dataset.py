@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._openmp import threads
 from ..grid import cut_maps, edge_weight_maps
 from .images import read_image
 from .panoptic_files import read_panoptic_json, rgb2id
@@ -137,9 +138,12 @@ class PanopticDataset(Dataset):
             low, high = self.scale_range
             scale = low + (high - low) * float(torch.rand((), generator=generator))
             size = [max(1, round(s * scale)) for s in image.shape[1:]]
-            image = F.interpolate(image[None].float(), size, mode="bilinear", align_corners=False)[
-                0
-            ]
+            # on one thread: the vectorised kernel's chunk tails round otherwise, so the image
+            # would change in the last bit with the thread count (a DataLoader worker has one)
+            with threads(1):
+                image = F.interpolate(
+                    image[None].float(), size, mode="bilinear", align_corners=False
+                )[0]
             ids = F.interpolate(ids[None, None].double(), size, mode="nearest")[0, 0].long()
         if self.crop_size is not None:
             crop_h, crop_w = self.crop_size

@@ -17,6 +17,7 @@ cityscapesscripts.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -72,7 +73,11 @@ class PanopticQuality:
             )
         self.categories = dict(categories)
         self.boundary_ratio = boundary_ratio
-        self.stats: dict[int, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # iou tp fp fn
+        # per category: the IoU of every match, and the TP/FP/FN counts. The IoUs are summed
+        # with math.fsum at compute(), a correctly rounded sum whatever the order, so results
+        # merged from shards (merge) equal one process's evaluation bit for bit
+        self.ious: dict[int, list[float]] = defaultdict(list)
+        self.counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # tp fp fn
 
     def _boundary_iou(
         self, gt_ids: torch.Tensor, pred_ids: torch.Tensor, gt_label: int, pred_label: int,
@@ -145,8 +150,8 @@ class PanopticQuality:
                 boundary = self._boundary_iou(gt_ids, pred_ids, gt_label, pred_label, bands)
                 iou = min(iou, boundary)
             if iou > 0.5:
-                self.stats[category][0] += iou
-                self.stats[category][1] += 1
+                self.ious[category].append(iou)
+                self.counts[category][0] += 1
                 gt_matched.add(gt_label)
                 pred_matched.add(pred_label)
         crowd = {}
@@ -156,7 +161,7 @@ class PanopticQuality:
             if info["iscrowd"] == 1:
                 crowd[info["category_id"]] = gt_label
                 continue
-            self.stats[info["category_id"]][3] += 1
+            self.counts[info["category_id"]][2] += 1
         for pred_label, info in pred.items():
             if pred_label in pred_matched:
                 continue
@@ -165,7 +170,37 @@ class PanopticQuality:
                 ignored += overlap.get((crowd[info["category_id"]], pred_label), 0)
             if ignored / info["area"] > 0.5:
                 continue
-            self.stats[info["category_id"]][2] += 1
+            self.counts[info["category_id"]][1] += 1
+
+    def merge(self, other: PanopticQuality) -> PanopticQuality:
+        """Add ``other``'s images (another shard of the same evaluation: same categories and
+        boundary ratio) to this one; returns self. The merged result equals one accumulator
+        that saw every image, bit for bit."""
+        if other.categories != self.categories or other.boundary_ratio != self.boundary_ratio:
+            raise ValueError("merge needs accumulators of the same categories and boundary_ratio")
+        for category, ious in other.ious.items():
+            self.ious[category].extend(ious)
+        for category, counts in other.counts.items():
+            mine = self.counts[category]
+            for position, count in enumerate(counts):
+                mine[position] += count
+        return self
+
+    def state(self) -> dict:
+        """The accumulated statistics as plain values (for ``all_gather_object``); see
+        :meth:`from_state`."""
+        return {
+            "categories": self.categories, "boundary_ratio": self.boundary_ratio,
+            "ious": dict(self.ious), "counts": dict(self.counts),
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict) -> PanopticQuality:
+        """An accumulator holding :meth:`state`'s statistics."""
+        metric = cls(state["categories"], state["boundary_ratio"])
+        metric.ious.update({k: list(v) for k, v in state["ious"].items()})
+        metric.counts.update({k: list(v) for k, v in state["counts"].items()})
+        return metric
 
     def compute(self) -> dict:
         """``{"All" | "Things" | "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {...}}}``.
@@ -180,7 +215,8 @@ class PanopticQuality:
             for category, isthing in self.categories.items():
                 if kind is not None and isthing != kind:
                     continue
-                iou, tp, fp, fn = self.stats[category]
+                tp, fp, fn = self.counts[category]
+                iou = math.fsum(self.ious[category])
                 if tp + fp + fn == 0:
                     per_class[category] = {"pq": None, "sq": None, "rq": None}
                     continue
