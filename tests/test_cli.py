@@ -287,8 +287,22 @@ def test_evaluate_a_checkpoint_on_a_cityscapes_layout_in_one_command(trained, tm
     expected = panoptic_quality(gt_json, gt_json.with_suffix(""), predictions / "panoptic.json",
                                 predictions / "panoptic")  # fmt: skip
     assert report["pq"]["All"]["pq"] == pytest.approx(expected["All"]["pq"])
+    assert "(Cityscapes)" in printed and 0 <= report["cityscapes_ap"]["ap"] <= 1
     _one_line_error(args[:3], "--checkpoint needs --data", capsys)
     _one_line_error([*args[:4], str(tmp_path)], "has no leftImg8bit/val folder", capsys)
+
+
+def test_the_ground_truth_as_prediction_has_a_cityscapes_ap_of_one(trained):
+    # through either ground truth: train ids must be mapped to the label ids of instanceIds
+    from gpucops.cli.evaluate import cityscapes_instance_ap
+
+    root = trained["root"]
+    for name in ("cityscapes_panoptic_val_trainId.json", "cityscapes_panoptic_val.json"):
+        gt_json = root / "gtFine" / name
+        ap = cityscapes_instance_ap(root, "val", gt_json, gt_json, gt_json.with_suffix(""))
+        assert ap["ap"] == pytest.approx(1.0), (name, ap)
+    with pytest.raises(FileNotFoundError, match=r"_gtFine_instanceIds\.png"):
+        cityscapes_instance_ap(root, "train", gt_json, gt_json, gt_json.with_suffix(""))
 
 
 def test_semantic_maps_equal_to_the_ground_truth_score_an_miou_of_one(trained, tmp_path):

@@ -8,17 +8,20 @@ scored by their ``score`` in ``segments_info`` (1 where absent). Prints tables, 
 ``--checkpoint CKPT --data ROOT [--split val]`` does both steps on a data set in the Cityscapes
 layout: ``gpucops predict`` on ``ROOT/leftImg8bit/<split>`` (into ``--predictions``), then this
 evaluation against ``ROOT/gtFine/cityscapes_panoptic_<split>[_trainId].json`` (the one whose
-category ids are the checkpoint's).
+category ids are the checkpoint's), and the Cityscapes instance-level AP (the paper's AP:
+cityscapesscripts' evaluation against ``gtFine/<split>/*/*_gtFine_instanceIds.png``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
-from ..data import read_panoptic_json
-from ..metrics import evaluate_panoptic
+from ..data import read_panoptic_json, read_panoptic_png
+from ..data.panoptic_files import file_in
+from ..metrics import cityscapes_ap, evaluate_panoptic
 from . import predict
 from .table import format_table
 
@@ -59,7 +62,10 @@ def summary_tables(result: dict) -> str:
     lines = [overall, "", per_class, "", means]
     if "ap" in result:
         ap = result["ap"]
-        lines[-1] += f"   AP {_percent(ap['ap'])}  AP50 {_percent(ap['ap50'])}"
+        lines[-1] += f"   AP {_percent(ap['ap'])}  AP50 {_percent(ap['ap50'])} (COCO masks)"
+    if "cityscapes_ap" in result:
+        ap = result["cityscapes_ap"]
+        lines[-1] += f"   AP {_percent(ap['ap'])}  AP50 {_percent(ap['ap50'])} (Cityscapes)"
     lines[-1] += f"   ({result['images']} images)"
     return "\n".join(lines)
 
@@ -105,6 +111,42 @@ def _predict_split(args: argparse.Namespace) -> tuple[Path, ...]:
     )
 
 
+def cityscapes_instance_ap(root: Path, split: str, gt_json: Path, pred_json: Path,
+                           pred_dir: Path) -> dict:  # fmt: skip
+    """Cityscapes instance-level AP of the thing segments of ``pred_json`` (scored by their
+    ``score``) against ``root/gtFine/<split>/<city>/<image id>_gtFine_instanceIds.png``; category
+    ids are mapped to Cityscapes label ids when ``gt_json`` is the train-id ground truth."""
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    instance_files = {
+        path.name.removesuffix("_gtFine_instanceIds.png"): path
+        for path in (root / "gtFine" / split).glob("*/*_gtFine_instanceIds.png")
+    }
+    document = read_panoptic_json(pred_json)
+    things = {c["id"] for c in document["categories"] if c.get("isthing")}
+    label_id = (
+        (lambda category: trainId2label[category].id)
+        if gt_json.name.endswith("_trainId.json") else (lambda category: category)
+    )  # fmt: skip
+    files, predictions = [], []
+    for annotation in document["annotations"]:
+        name = str(annotation["image_id"])
+        if name not in instance_files:
+            raise FileNotFoundError(
+                f"--data {root} has no gtFine/{split}/*/{name}_gtFine_instanceIds.png "
+                "(the Cityscapes AP needs the instance ground truth)"
+            )
+        ids = read_panoptic_png(file_in(pred_dir, annotation["file_name"], pred_json))
+        files.append(instance_files[name])
+        predictions.append([
+            (label_id(s["category_id"]), ids == s["id"], float(s.get("score", 1.0)))
+            for s in annotation["segments_info"]
+            if s["category_id"] in things and not s.get("iscrowd")
+        ])  # fmt: skip
+    with tempfile.TemporaryDirectory() as workdir:
+        return cityscapes_ap(files, predictions, workdir)
+
+
 def run(args: argparse.Namespace) -> None:
     if args.checkpoint:
         if args.data is None:
@@ -124,6 +166,11 @@ def run(args: argparse.Namespace) -> None:
         args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
         boundary_ratio=args.boundary_ratio, ap=not args.no_ap, semantic_dir=args.pred_semantic_dir,
     )  # fmt: skip
+    if args.checkpoint and not args.no_ap:
+        result["cityscapes_ap"] = cityscapes_instance_ap(
+            Path(args.data), args.split, Path(args.gt_json), Path(args.pred_json),
+            Path(args.pred_dir),
+        )  # fmt: skip
     print(summary_tables(result))
     out = (
         Path(args.out)
@@ -176,4 +223,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--boundary-ratio", type=_ratio, default=None,
         help="also boundary PQ with bands of this ratio of the image diagonal (e.g. 0.02)",
     )  # fmt: skip
-    parser.add_argument("--no-ap", action="store_true", help="skip the mask AP")
+    parser.add_argument(
+        "--no-ap", action="store_true", help="skip the mask AP (and --checkpoint's Cityscapes AP)"
+    )
