@@ -428,7 +428,9 @@ def validate(
         )
         if overlays is not None and position < module.config.overlay_images:
             image = item["image"][0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
-            picture = comparison(image, [predicted, truth], partitionable)
+            picture = comparison(
+                image, [predicted, truth], partitionable, ["image", "prediction", "ground truth"]
+            )
             overlays.append(_thumbnail(picture, OVERLAY_HEIGHT))
     module.train()
     if world > 1:

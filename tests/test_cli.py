@@ -18,6 +18,7 @@ from gpucops.data import read_panoptic_json, read_panoptic_png
 from gpucops.inference import Predictor
 from gpucops.metrics import panoptic_quality
 from gpucops.trainer import TrainConfig, train
+from gpucops.visualize import STRIP, panoptic_colors
 
 
 def gpucops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -75,8 +76,12 @@ def test_demo_writes_files_pictures_and_a_table(tmp_path):
     assert len(rows) == 4 and all(0 <= r["pq"] <= 1 for r in rows)
     assert "| data |" in (out / "summary.md").read_text()
     for name in ("synthetic_000000_000000", "synthetic_000000_000001"):
-        picture = Image.open(out / "overlays" / f"{name}.png")
-        assert picture.size == (4 * 64, 32)  # image | stride 4 | full | ground truth
+        picture = np.asarray(Image.open(out / "overlays" / f"{name}.png"))
+        # titles | image | stride 4 | full | ground truth | a legend line or more
+        assert picture.shape[1] == 4 * 64 and picture.shape[0] >= STRIP + 32 + STRIP
+        title, legend = picture[:STRIP], picture[STRIP + 32 :]
+        for strip in (title, legend):  # white text on black
+            assert (strip > 200).all(-1).any() and (strip == 0).all(-1).mean() > 0.5
     # the predictions are COCO-panoptic files that the official-style evaluation reads; its
     # PQ is the table's
     gt_json = out / "data/gtFine/cityscapes_panoptic_val_trainId.json"
@@ -120,9 +125,11 @@ def test_predict_then_evaluate(trained, tmp_path, full):
     sources = sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))
     images = _images(tmp_path / "images", sources)
     out = tmp_path / "out"
+    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
     args = ["predict", "--checkpoint", str(trained["checkpoint"]), "--images", str(images),
             "--out", str(out), "--batch-size", "2", "--thing-area", "0",
-            "--stuff-area", "0"]  # fmt: skip
+            "--stuff-area", "0", "--gt-json", str(gt_json),
+            "--gt-dir", str(gt_json.with_suffix(""))]  # fmt: skip
     result = gpucops(*args, *(["--full-resolution"] if full else []))
     assert result.returncode == 0, result.stderr
     document = read_panoptic_json(out / "panoptic.json")
@@ -136,9 +143,21 @@ def test_predict_then_evaluate(trained, tmp_path, full):
         assert sum(s["area"] for s in annotation["segments_info"]) == (ids > 0).sum()
         things = [s for s in annotation["segments_info"] if s["category_id"] >= 11]
         assert all("score" in s for s in things)
-        assert (out / "overlays" / f"{image_id}.png").is_file()
+        overlay = Image.open(out / "overlays" / f"{image_id}.png")
+        # image | prediction | ground truth where the ground truth has the image
+        assert overlay.width == (2 * 56 if image_id == "other" else 3 * 80)
+    # the ground-truth panel draws the ground truth's classes (train ids = class indices here)
+    truth = read_panoptic_json(gt_json)["annotations"][0]
+    ids = read_panoptic_png(gt_json.with_suffix("") / truth["file_name"]).astype(np.int64)
+    classes = np.full(ids.shape, -1)
+    for segment in truth["segments_info"]:
+        classes[ids == segment["id"]] = segment["category_id"]
+    image = np.asarray(Image.open(images / f"{truth['image_id']}_leftImg8bit.png").convert("RGB"))
+    partitionable = torch.arange(19) >= 11
+    expected = panoptic_colors(classes, ids, partitionable, image)
+    picture = np.asarray(Image.open(out / "overlays" / f"{truth['image_id']}.png").convert("RGB"))
+    assert np.array_equal(picture[STRIP : STRIP + 48, 160:240], expected)
     # evaluate: the predictions against the dataset's ground truth (ids without _leftImg8bit)
-    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
     result = gpucops("evaluate", "--gt-json", str(gt_json), "--gt-dir",
                      str(gt_json.with_suffix("")), "--pred-json", str(out / "panoptic.json"),
                      "--pred-dir", str(out / "panoptic"), "--boundary-ratio", "0.02")  # fmt: skip
@@ -178,6 +197,10 @@ def test_predict_errors_are_one_clear_line(trained, tmp_path, capsys):
          str(tmp_path / "file")], "--out", capsys,
     )  # fmt: skip
     _one_line_error(predict("--thing-area", "-5"), "--thing-area", capsys)
+    _one_line_error(predict("--gt-json", str(categories)), "--gt-json and --gt-dir go together",
+                    capsys)  # fmt: skip
+    _one_line_error(predict("--gt-json", str(categories), "--gt-dir", str(tmp_path / "nowhere")),
+                    "--gt-dir", capsys)  # fmt: skip
     (images / "broken.png").write_bytes(b"not a png")
     _one_line_error(predict(), "broken.png", capsys)
     with pytest.raises(ValueError, match=r"broken\.png"):  # --debug: the exception itself

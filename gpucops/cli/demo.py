@@ -209,6 +209,8 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
                 (scenes.classes[index], scenes.segments[index]),
             ],
             scenes.partitionable,
+            ["image", "stride 4", "full resolution", "ground truth"],
+            [c["name"] for c in scenes.categories],
         )
     return rows
 

@@ -94,7 +94,7 @@ def _predict_split(args: argparse.Namespace) -> tuple[Path, ...]:
     out = Path(args.predictions or checkpoint.with_name(f"{checkpoint.stem}_{args.split}"))
     predict.run(argparse.Namespace(
         checkpoint=args.checkpoint, images=str(images), out=str(out), categories=None,
-        no_overlays=True, **{key: getattr(args, key) for key in (
+        no_overlays=True, gt_json=None, gt_dir=None, **{key: getattr(args, key) for key in (
             "full_resolution", "device", "batch_size", "thing_area", "stuff_area")},
     ))  # fmt: skip
     pred_json = out / "panoptic.json"

@@ -7,7 +7,8 @@ under each image's folder relative to ``--images`` (Cityscapes: its city), ``pan
 ``train/train.py`` stored from its dataset — or from ``--categories``; each thing segment with
 its instance score, supplementary eq. 12), ``semantic/<name>.png`` (the semantic head's argmax
 as 8-bit category ids: the input of the official Cityscapes mIoU) and ``overlays/<name>.png``
-(image | prediction).
+(image | prediction, and | ground truth given ``--gt-json``/``--gt-dir``; titled, with a legend of
+the classes shown).
 Image ids are the file names without extension (and without Cityscapes' ``_leftImg8bit``), so
 ``gpucops evaluate`` pairs them with the ground truth; segments smaller than ``--thing-area`` /
 ``--stuff-area`` pixels become void, as in COPS' inference.
@@ -31,8 +32,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import PanopticWriter, read_image, read_panoptic_json, write_label_png
+from ..data import (
+    PanopticWriter,
+    read_image,
+    read_panoptic_json,
+    read_panoptic_png,
+    write_label_png,
+)
 from ..data.images import image_size
+from ..data.panoptic_files import file_in
 from ..inference import Predictor, available_memory, remove_small_segments
 from ..metrics import instance_scores
 from ..visualize import save_comparison
@@ -149,6 +157,33 @@ def _check_memory(
         )
 
 
+class GroundTruth:
+    """The ground-truth labeling of an image id for the overlays: a COCO-panoptic JSON and its
+    PNG folder, category ids mapped to the checkpoint's class indices (others drawn void)."""
+
+    def __init__(self, gt_json: str | Path, gt_dir: str | Path, categories: list[dict]):
+        if not Path(gt_dir).is_dir():
+            raise NotADirectoryError(f"--gt-dir {gt_dir} is not a folder")
+        self.json, self.folder = Path(gt_json), Path(gt_dir)
+        annotations = read_panoptic_json(gt_json)["annotations"]
+        self.annotations = {str(a["image_id"]): a for a in annotations}
+        self.index = {c["id"]: k for k, c in enumerate(categories)}
+
+    def __call__(self, image_id: str, size: tuple[int, int]):
+        """``(classes, segments)`` ``[H, W]`` of ``image_id`` (None: not in the ground truth or
+        of another size than the image)."""
+        annotation = self.annotations.get(image_id)
+        if annotation is None:
+            return None
+        ids = read_panoptic_png(file_in(self.folder, annotation["file_name"], self.json))
+        if ids.shape != size:
+            return None
+        lookup = {s["id"]: self.index.get(s["category_id"], -1)
+                  for s in annotation["segments_info"]}  # fmt: skip
+        classes = np.vectorize(lambda i: lookup.get(i, -1), otypes=[np.int64])(ids)
+        return torch.from_numpy(classes), torch.from_numpy(ids.astype(np.int64))
+
+
 def run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
@@ -164,6 +199,12 @@ def run(args: argparse.Namespace) -> None:
             read_panoptic_json(args.categories)["categories"], key=lambda c: c["id"]
         )
     predictor = Predictor(args.checkpoint, resolve_device(args.device), categories)
+    if (args.gt_json is None) != (args.gt_dir is None):
+        raise ValueError("--gt-json and --gt-dir go together (the ground truth's JSON and PNGs)")
+    truth = None if args.gt_json is None else GroundTruth(
+        args.gt_json, args.gt_dir, predictor.categories
+    )  # fmt: skip
+    class_names = [c.get("name", str(c["id"])) for c in predictor.categories]
     out = output_folder(args.out)
     writer = PanopticWriter(out / "panoptic", predictor.categories)
     # an interrupted run's finished images are kept: predict the others
@@ -218,9 +259,13 @@ def run(args: argparse.Namespace) -> None:
                     subfolders[path],
                 )  # fmt: skip
                 if not args.no_overlays:
+                    panels = [(classes, segments)]
+                    known = truth and truth(image_id(path), image.shape[:2])
+                    panels += [known] if known else []
+                    titles = ["image", "prediction", "ground truth"][: len(panels) + 1]
                     save_comparison(
                         out / "overlays" / subfolders[path] / f"{image_id(path)}.png", image,
-                        [(classes, segments)], predictor.partitionable,
+                        panels, predictor.partitionable, titles, class_names,
                     )  # fmt: skip
                 bar.update(1)
     json_path = writer.close()
@@ -252,6 +297,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "those stored in the checkpoint)",
     )
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay pictures")
+    parser.add_argument(
+        "--gt-json", help="a COCO-panoptic ground truth (with --gt-dir): adds its panel to the "
+        "overlays of the images it holds",
+    )  # fmt: skip
+    parser.add_argument("--gt-dir", help="the folder of --gt-json's PNGs")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
