@@ -67,7 +67,7 @@ from torch.utils._pytree import tree_leaves
 import gpucops
 import gpucops.solver as solver_package
 from gpucops.cli import format_table
-from gpucops.solver import graph, parallel, rounds
+from gpucops.solver import DEFAULTS, graph, parallel, rounds
 from gpucops.solver.backend import KernelSteps
 from gpucops.solver.steps import top_fraction_scores
 from gpucops.synthetic import make_problem
@@ -270,6 +270,20 @@ def _count_hooks(patch: pytest.MonkeyPatch, counter: Counter) -> None:
 
     patch.setattr(parallel, "contract_rounds", counted_rounds)
     patch.setattr(graph.ClusterGraph, "contract", counted_contract)
+    exact_roots = rounds._exact_roots
+
+    def host_exact_roots(*args):
+        # the tail's greedy runs on the host (after the copies, counted as syncs): no GPU work,
+        # then one copy of the roots back
+        counter.launching = True
+        try:
+            roots = exact_roots(*args)
+        finally:
+            counter.launching = False
+        counter.launch("tail roots to the device", (roots,))
+        return roots
+
+    patch.setattr(rounds, "_exact_roots", host_exact_roots)
 
 
 def _gpu_branches(patch: pytest.MonkeyPatch) -> None:
@@ -282,22 +296,26 @@ def _gpu_branches(patch: pytest.MonkeyPatch) -> None:
         return top_fraction_scores(scores, edge_image, max(num_images, 2), fraction)
 
     patch.setattr(rounds, "top_fraction_scores", sorted_top_fraction)
+    patch.setattr(rounds, "_tail_on_host", lambda device: True)
 
 
-def count_solve(problem: tuple) -> tuple[Solve, gpucops.PanopticLabeling]:
-    """Solve ``problem`` (``gpucops.solve``'s positional arguments) twice on the CUDA launch path
-    and count the second solve."""
+def count_solve(
+    problem: tuple, options: dict | None = None
+) -> tuple[Solve, gpucops.PanopticLabeling]:
+    """Solve ``problem`` (``gpucops.solve``'s positional arguments, with keyword ``options``)
+    twice on the CUDA launch path and count the second solve."""
+    options = options or {}
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     standin = importlib.import_module("tests.cupy_standin")
     solve = Solve()
     with pytest.MonkeyPatch.context() as patch, standin.cuda_launch_path(patch):
         _gpu_branches(patch)
-        gpucops.solve(*problem)  # warm-up: builds and caches
+        gpucops.solve(*problem, **options)  # warm-up: builds and caches
         counter = Counter(solve)
         _count_hooks(patch, counter)
         with counter:
-            labeling = gpucops.solve(*problem)
+            labeling = gpucops.solve(*problem, **options)
     if solve.rounds != labeling.info["rounds"]:
         raise AssertionError(f"counted {solve.rounds} rounds, the solve ran {labeling.info}")
     return solve, labeling
@@ -312,7 +330,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     for case in args.cases:
         batch, height, width = (int(v) for v in case.split("x"))
         p = make_problem(batch, height, width, args.classes, CITYSCAPES_DISTANCES, seed=args.seed)
-        solve, _ = count_solve((p.node_costs, p.edge_costs, p.partitionable, p.distances))
+        solve, _ = count_solve(
+            (p.node_costs, p.edge_costs, p.partitionable, p.distances), {"tail": args.tail}
+        )
         total = solve.total()
         name = f"{batch}x{height}x{width} K={args.classes}"
         records.append({"case": name, "rounds": solve.rounds, **vars(total)})
@@ -335,6 +355,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--classes", type=int, default=19)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tail", type=int, default=DEFAULTS.tail, help="the solver's tail (0: rounds to the end)"
+    )
     parser.add_argument(
         "--where", type=int, default=0, help="list the N sources of most launches and syncs"
     )

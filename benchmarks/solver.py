@@ -8,7 +8,7 @@ time — its time in the same run, the speed ratio, both objectives and the qual
     .venv/bin/python benchmarks/solver.py                       # the default table (CPU)
     .venv/bin/python benchmarks/solver.py --device cuda --json out.json
     .venv/bin/python benchmarks/solver.py --sizes 256x512 --classes 19 --batches 1 8
-    .venv/bin/python benchmarks/solver.py --tile 0 --top-fraction none  # the plain rounds
+    .venv/bin/python benchmarks/solver.py --tile 0 --top-fraction none --tail 0  # plain rounds
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def _solve(problem: tuple, args: argparse.Namespace) -> gpucops.PanopticLabeling:
     """The parallel solve with the options of the command line, refined after if asked."""
-    labeling = gpucops.solve(*problem, tile=args.tile, top_fraction=args.top_fraction)
+    labeling = gpucops.solve(
+        *problem, tile=args.tile, top_fraction=args.top_fraction, tail=args.tail
+    )
     return gpucops.refine(labeling, *problem, rounds=args.refine) if args.refine else labeling
 
 
@@ -113,6 +115,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         type=lambda v: None if v == "none" else float(v),
         default=DEFAULTS.top_fraction,
         help=f"top fraction, or none (default {DEFAULTS.top_fraction})",
+    )
+    parser.add_argument(
+        "--tail",
+        type=int,
+        default=DEFAULTS.tail,
+        help=f"clusters per image below which the exact greedy finishes it, 0 = none "
+        f"({DEFAULTS.tail})",
     )
     parser.add_argument(
         "--tile",

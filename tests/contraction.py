@@ -23,13 +23,14 @@ def contract(
     label_mask: torch.Tensor | None = None,
     tiles=None,
     top_fraction: float | None = DEFAULTS.top_fraction,
+    tail: int = DEFAULTS.tail,
     use_kernels: bool = True,
     **hooks,
 ) -> ContractionResult:
-    """:func:`contract_parallel` with the solver's default band, on the host kernels or (with
-    ``use_kernels=False``) the torch steps; ``hooks``: ``coalesced``, ``split_images``."""
+    """:func:`contract_parallel` with the solver's default band and tail, on the host kernels or
+    (with ``use_kernels=False``) the torch steps; ``hooks``: ``coalesced``, ``split_images``."""
     steps = steps_for(HOST) if use_kernels else TorchSteps()
-    options = ParallelOptions(top_fraction=top_fraction)
+    options = ParallelOptions(top_fraction=top_fraction, tail=tail)
     return contract_parallel(
         node_costs, edges, edge_costs, image_index, num_images, label_mask, tiles, options, steps,
         **hooks,
@@ -42,3 +43,4 @@ def assert_same_contraction(got: ContractionResult, expected: ContractionResult)
     assert torch.equal(got.clusters, expected.clusters)
     assert got.merges_per_round == expected.merges_per_round
     assert got.tile_merges == expected.tile_merges
+    assert got.tail_merges == expected.tail_merges

@@ -113,3 +113,18 @@ def test_the_module_is_built_once_per_device(monkeypatch, name):
         for _ in range(2):
             backend._cuda_module(None).get_function(name)
     assert len(standin.programs) == 1
+
+
+def test_the_tail_off_the_cpu_goes_to_the_host_build_and_back(monkeypatch):
+    # on a GPU an image's tail is copied to the host build's greedy, its roots copied back: the
+    # labeling is the one the kernel's own tail gives
+    from gpucops.solver import rounds
+
+    args = problem_arguments()
+    expected = gpucops.solve(*args, tail=400)
+    on_host = []
+    monkeypatch.setattr(rounds, "_tail_on_host", lambda device: on_host.append(device) or True)
+    with cuda_launch_path(monkeypatch):
+        got = gpucops.solve(*args, tail=400)
+    assert_same_labeling(got, expected)
+    assert on_host and got.info["tail_merges"] > 0

@@ -172,8 +172,13 @@ def test_edge_order_does_not_change_the_result(use_kernels):
     assert torch.equal(interleaved.clusters[place], first.clusters)
 
 
-@pytest.mark.parametrize("options", [{}, {"top_fraction": 0.2}, {"top_fraction": None}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"top_fraction": 0.2, "tail": 0}, {"top_fraction": None, "tail": 0}, {"tail": 165}],
+)
 def test_one_graph_of_many_images_equals_images_one_by_one(options):
+    # tail 165: image 1 comes down to 165 clusters a round before the others and is finished by
+    # the exact greedy while they go on with a round
     p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=11)
     nodes, edges, weights, image_index = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances
@@ -182,3 +187,27 @@ def test_one_graph_of_many_images_equals_images_one_by_one(options):
     together = contract(*args, split_images=False, **options)
     apart = contract(*args, split_images=True, **options)
     assert_same_contraction(together, apart)
+
+
+def test_a_tail_as_large_as_the_image_is_the_sequential_greedy():
+    # no pre-pass and a tail above the node count: the exact greedy of the whole image at once
+    p = make_problem(2, 12, 20, 19, distances=(1, 4, 8), seed=5)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    tail = gpucops.solve(*args, tile=0, tail=240)
+    sequential = gpucops.solve(*args, method="sequential")
+    for name in ("classes", "segments", "objective"):
+        assert torch.equal(getattr(tail, name), getattr(sequential, name)), name
+    assert tail.info["rounds"] == 1 and tail.info["tail_merges"] == tail.info["merges"] > 0
+    # one node fewer in the tail than in the image: rounds first, another labeling
+    rounds = gpucops.solve(*args, tile=0, tail=0)
+    assert rounds.info["tail_merges"] == 0 and rounds.info["rounds"] > 1
+
+
+def test_the_tail_lowers_the_objective_of_the_rounds_it_replaces():
+    # 128×256: the pre-pass leaves fewer clusters than the default tail, so the exact greedy
+    # replaces all 18 rounds (a quality figure on one problem, not an invariant)
+    p = make_problem(1, 128, 256, 19, distances=(1, 4, 16, 32, 64), seed=0)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    with_tail, without = gpucops.solve(*args), gpucops.solve(*args, tail=0)
+    assert with_tail.info["rounds"] == 1 and without.info["rounds"] > 10
+    assert with_tail.objective.item() < without.objective.item()

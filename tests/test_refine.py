@@ -110,7 +110,7 @@ def test_image_by_image_equals_one_graph():
     position = torch.empty_like(order)
     position[order] = torch.arange(order.numel())
     nodes, image_index, edges = nodes[order], image_index[order], position[edges]
-    result = contract(nodes, edges, weights, image_index, 3, top_fraction=None)
+    result = contract(nodes, edges, weights, image_index, 3, top_fraction=None, tail=0)
     args = (nodes.double(), edges, weights.double(), result.classes, result.clusters,
             p.partitionable, image_index, 3, 20, TorchSteps())  # fmt: skip
     apart = refine_labeling(*args, split_images=True)

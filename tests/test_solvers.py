@@ -19,13 +19,14 @@ from tests.reference import brute_force_optimum, multicut_objective, naive_objec
 from tests.strategies import small_graphs
 
 # (method, options): the reference, and the parallel solver with its defaults (grids: 16×16
-# tiles; graphs: no tiles), with small tiles (grids: 3×3; graphs: 3 consecutive nodes) and plain
-# (no tiles, every positive score in every round)
+# tiles; graphs: no tiles; these small graphs are then finished by the exact greedy of the tail),
+# with small tiles (grids: 3×3; graphs: 3 consecutive nodes) and rounds to the end, and plain (no
+# tiles, every positive score in every round, no tail)
 SOLVERS = [
     ("sequential", {}),
     ("parallel", {}),
-    ("parallel", {"tile": 3}),
-    ("parallel", {"tile": 0, "top_fraction": None}),
+    ("parallel", {"tile": 3, "tail": 0}),
+    ("parallel", {"tile": 0, "top_fraction": None, "tail": 0}),
 ]
 IDS = ["sequential", "parallel", "parallel-tile3", "parallel-plain"]
 

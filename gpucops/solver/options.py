@@ -15,6 +15,10 @@ them:
 * ``top_fraction``: each round only the top fraction of each image's positive scores may merge,
   so merges follow the greedy order in bands of equal size, at the cost of more rounds.
   None = every positive score (fewest rounds).
+* ``tail``: an image that has come down to at most this many clusters is finished by the exact
+  sequential greedy in one step (the pre-pass's kernel with the whole image as its tile) instead
+  of a tail of nearly empty rounds — each of which costs a GPU its launches and host syncs. 0 =
+  rounds to the end.
 
 Tried and not adopted (``docs/solver.md``, "Tried, not adopted"; figures in
 ``benchmarks/RESULTS.md``): a goodness gate ε on star merges, a score threshold α per image
@@ -38,16 +42,19 @@ class ParallelOptions:
         tile: side of the pixel tiles of the exact greedy pre-pass, an integer ≥ 0 (0 = none).
         top_fraction: in (0, 1], the share of each image's positive scores that may merge per
             round, or None for all.
+        tail: clusters of an image at or below which the exact greedy finishes it, an integer
+            ≥ 0 (0 = none).
     """
 
     tile: int = 16
     top_fraction: float | None = 0.3
+    tail: int = 1024
 
     def __post_init__(self) -> None:
-        if isinstance(self.tile, bool) or not isinstance(self.tile, numbers.Integral):
-            raise ValueError(f"tile must be an integer ≥ 0, got {self.tile!r}")
-        if self.tile < 0:
-            raise ValueError(f"tile must be an integer ≥ 0, got {self.tile!r}")
+        for name in ("tile", "tail"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
         fraction = self.top_fraction
         if fraction is not None and (
             isinstance(fraction, bool)

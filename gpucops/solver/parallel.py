@@ -101,6 +101,7 @@ def contract_parallel(
             torch.cat([r.clusters for r in results]),
             sum_rounds([r.merges_per_round for r in results]),
             sum(r.tile_merges for r in results),
+            sum(r.tail_merges for r in results),
         )
     if position is not None:
         result.classes, result.clusters = result.classes[position], result.clusters[position]
