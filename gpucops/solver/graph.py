@@ -64,7 +64,8 @@ class ClusterGraph:
         out = f"graph {buffer}"
         costs = self.steps.segment_sum(self.costs, mapping, num_roots, out + ".costs")
         edges, weights = self.steps.coalesce(self.edges, self.weights, mapping, num_roots, out)
-        contracted = ClusterGraph(
-            costs, edges, weights, self.image[is_root], self.num_images, self.steps, buffer
-        )
+        # each root's image, scattered from its members (all of one image) rather than read
+        # through the boolean mask, which would wait for the device to size its result
+        image = self.image.new_empty(num_roots).scatter_(0, mapping, self.image)
+        contracted = ClusterGraph(costs, edges, weights, image, self.num_images, self.steps, buffer)
         return contracted, mapping
