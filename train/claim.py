@@ -187,6 +187,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     evaluate the start and every arm."""
     torch.set_num_threads(1)
     folder = Path(args.runs) / f"seed{seed}"
+    saved = folder / "record.json"
+    if saved.is_file():  # a finished seed of an interrupted run: kept, not recomputed
+        return json.loads(saved.read_text())
     start, history = pretrain_to_plateau(seed, folder, args)
     record: dict = {"seed": seed, "pretrain_history": history, "start": _digest(start)}
     with threads(1):
@@ -205,6 +208,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         k: v for k, v in record["pretrained"].items() if k != "stride4"}}  # fmt: skip
     print(json.dumps({"seed": seed, **{a: record[a]["pq"] for a in ("pretrained", *ARMS)}}),
           flush=True)  # fmt: skip
+    saved.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -295,7 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=2, help="seeds run at a time")
     parser.add_argument("--pretrain", default=str(HERE / "configs/synthetic_tiny.yaml"))
     parser.add_argument("--finetune", default=str(HERE / "configs/synthetic_tiny_finetune.yaml"))
-    parser.add_argument("--runs", default="runs/claim", help="a fresh folder")
+    parser.add_argument("--runs", default="runs/claim",
+                        help="a fresh folder, or an interrupted run's (its finished seeds are "
+                        "kept)")  # fmt: skip
     parser.add_argument("--output", default=str(HERE / "results/claim.json"))
     parser.add_argument("--protocol", type=json.loads, default={},
                         help="JSON overrides of PROTOCOL (tests only: the registered numbers "
