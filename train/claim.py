@@ -280,20 +280,34 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Per-seed PQ of the four models, one line per seed (matplotlib, a dependency of imgviz)."""
+    """Left: per-seed PQ of the start and the three arms, one line per seed. Right: the paired
+    differences per seed (dots) with their mean and 95 % interval (bar). matplotlib comes with
+    imgviz, a dependency."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     arms = ("pretrained", *ARMS)
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for record in result["seeds"]:
-        axis.plot(arms, [record[a]["pq"] for a in arms], marker="o", alpha=0.7,
+        left.plot(arms, [record[a]["pq"] for a in arms], marker="o", alpha=0.7,
                   label=f"seed {record['seed']}")  # fmt: skip
-    axis.set_ylabel(f"validation PQ ({result['validation_images']} images, stride-4 grid)")
-    axis.set_title(f"{result['steps_per_arm']} steps per arm from one checkpoint per seed")
-    axis.legend(fontsize=7)
+    left.set_ylabel(f"validation PQ ({result['validation_images']} images, stride-4 grid)")
+    left.set_title(f"{result['steps_per_arm']} steps per arm from one checkpoint per seed")
+    left.legend(fontsize=7)
+    names = ("solver - control", "solver - ablation")
+    for x, name in enumerate(names):
+        d = result["summary"]["paired"][name]["pq"]
+        right.scatter([x] * d["n"], d["differences"], alpha=0.7)
+        if d["low"] is not None:
+            bar = [[d["mean"] - d["low"]], [d["high"] - d["mean"]]]
+            right.errorbar(x + 0.15, d["mean"], yerr=bar, fmt="s", color="black", capsize=4)
+    right.axhline(0, color="grey", linewidth=0.8)
+    right.set_xticks(range(len(names)), names)
+    right.set_ylabel("paired PQ difference")
+    right.set_title("dots: seeds; square and bar: mean, 95 % t interval")
+    right.set_xlim(-0.5, len(names) - 0.5)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
