@@ -1,5 +1,5 @@
-"""train/claim.py: three arms from one checkpoint per seed, the JSON schema, the plot; and the
-A.3 ablation's config key."""
+"""train/claim.py: three arms from one checkpoint per seed, the JSON schema, the plot, the
+post-hoc diagnostics; and the A.3 ablation's config key."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"synthetic_size": [64, 96], "distances": [1, 4, 8], "batch_size": 2, "samples": 2}
 
 
-def _load_claim():
-    spec = importlib.util.spec_from_file_location("train_claim", ROOT / "train" / "claim.py")
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -33,7 +33,7 @@ def _small_config(source: str, folder: Path) -> Path:
 
 
 def test_claim_runs_three_arms_from_one_checkpoint_per_seed(tmp_path):
-    claim = _load_claim()
+    claim = _load_script("claim")
     protocol = {"train_images": 4, "validation_images": 2, "check_every": 1, "min_steps": 2,
                 "max_steps": 2, "steps_per_arm": 1}  # fmt: skip
     output = tmp_path / "results" / "claim.json"
@@ -58,6 +58,9 @@ def test_claim_runs_three_arms_from_one_checkpoint_per_seed(tmp_path):
     difference = result["summary"]["paired"]["solver - control"]["pq"]
     assert difference["n"] == 2 and difference["low"] <= difference["mean"] <= difference["high"]
     assert output.with_suffix(".png").stat().st_size > 0
+    report = _load_script("claim_diagnostics").main([str(tmp_path / "runs")])
+    assert set(report) == {"seed0", "seed1"}
+    assert report["seed0"]["solver"]["relative_change"]["backbone"] == 0  # frozen in fine-tuning
 
 
 def test_finetune_loss_is_checked(tmp_path):

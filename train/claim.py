@@ -37,7 +37,7 @@ pre-training step took 1.6 s instead of 0.4 s, and that protocol would have need
 Writes ``train/results/claim.json``, ``train/results/claim.png`` and prints the Markdown table of
 ``train/README.md``.
 
-    .venv/bin/python train/claim.py                 # the experiment (≈ 40 min on 2 cores)
+    .venv/bin/python train/claim.py    # the experiment (49 min on a busy 2-core machine)
 """
 
 from __future__ import annotations
