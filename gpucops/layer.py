@@ -335,6 +335,28 @@ class AMWCLayer(nn.Module):
         )
         return node_costs, edge_costs
 
+    def perturbation(
+        self, void: torch.Tensor | None, seed: int, device: torch.device | str = "cpu"
+    ) -> Perturbation:
+        """The backward's settings of a step: N values λ drawn from ``seed``, ``void``."""
+        lambdas = draw_lambdas(self.num_samples, *self.lambda_range, seed, device)
+        return Perturbation(
+            self.partitionable, self.distances, lambdas, void, self.method, self.backend
+        )
+
+    def labels(
+        self,
+        semantic_logits: torch.Tensor,
+        affinity_logits: torch.Tensor,
+        void: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ablation's outputs (supplementary A.3, :func:`amwc_labels`): class one-hot
+        ``[B, K, H, W]`` and cut indicators ``[B, 2·|D|, H, W]`` of the AMWC solution of the
+        logits' costs (cost dropout and λ draw from ``seed``, as :meth:`forward`)."""
+        node_costs, edge_costs = self.costs(semantic_logits, affinity_logits, seed)
+        return amwc_labels(node_costs, edge_costs, self.perturbation(void, seed, node_costs.device))
+
     def forward(
         self,
         semantic_logits: torch.Tensor,
@@ -349,14 +371,7 @@ class AMWCLayer(nn.Module):
         bool: pixels without gradient and with weight 0 in the IoU. ``seed`` drives the cost
         dropout and the λ draw, so a step is reproducible."""
         node_costs, edge_costs = self.costs(semantic_logits, affinity_logits, seed)
-        perturbation = Perturbation(
-            self.partitionable,
-            self.distances,
-            draw_lambdas(self.num_samples, *self.lambda_range, seed, node_costs.device),
-            void,
-            self.method,
-            self.backend,
-        )
+        perturbation = self.perturbation(void, seed, node_costs.device)
         labeling = perturbation.solve(node_costs, edge_costs)
         output = LayerOutput(labeling, node_costs, edge_costs)
         if gt_classes is None or gt_segments is None:

@@ -26,6 +26,7 @@ from typing import IO
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
@@ -40,7 +41,13 @@ from .data import (
     write_synthetic_cityscapes,
 )
 from .layer import AMWCLayer
-from .losses import affinity_pretraining_loss, panoptic_quality_loss, semantic_pretraining_loss
+from .losses import (
+    affinity_pretraining_loss,
+    edge_f1_loss,
+    node_l1_loss,
+    panoptic_quality_loss,
+    semantic_pretraining_loss,
+)
 from .metrics import PanopticQuality
 from .model import COPSNet, ModelConfig, load_pretrained
 from .run_records import RunLog, keep_snapshot, write_config
@@ -50,6 +57,10 @@ from .visualize import comparison
 BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 __all__ = ["TrainConfig", "TrainingModule", "cpu_threads", "model_config", "train"]
+
+
+# loss terms of each fine-tuning loss (TrainConfig.finetune_loss), logged apart
+FINETUNE_LOSSES = {"pq_surrogate": ("pq_surrogate",), "separate": ("node_l1", "edge_f1")}
 
 
 @dataclass
@@ -97,6 +108,10 @@ class TrainConfig:
     small_instance_weight: float = 1.0
     small_instance_area: int = 4096
     pq_loss_weight: float = 10.0
+    # finetune: pq_surrogate (the paper: PQ surrogate through the AMWC→MWC backward) or
+    # separate (supplementary A.3, Table 4: node L1 + edge F1 on the AMWC's class and cut labels,
+    # the AMWC itself perturbed; weighted by pq_loss_weight, edges by the affinity weights)
+    finetune_loss: str = "pq_surrogate"
     lambda_range: tuple[float, float] = (1.0, 5000.0)
     samples: int = 5
     cost_dropout: float = 0.1
@@ -152,6 +167,9 @@ class TrainConfig:
         config = cls(**values)
         if config.stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be 'pretrain' or 'finetune', got {config.stage!r}")
+        if config.finetune_loss not in FINETUNE_LOSSES:
+            raise ValueError(f"{path}: finetune_loss must be one of {list(FINETUNE_LOSSES)}, "
+                             f"got {config.finetune_loss!r}")  # fmt: skip
         for key in ("batch_size", "accumulate", "checkpoint_every", "validate_every", "samples"):
             if getattr(config, key) < 1:
                 raise ValueError(f"{path}: {key} must be ≥ 1, got {getattr(config, key)}")
@@ -235,7 +253,9 @@ class TrainingModule(nn.Module):
 
     def loss_parts(self) -> tuple[str, ...]:
         """Names of the terms :meth:`forward` returns (their sum is the training loss)."""
-        return ("semantic", "affinity") if self.config.stage == "pretrain" else ("pq_surrogate",)
+        if self.config.stage == "pretrain":
+            return ("semantic", "affinity")
+        return FINETUNE_LOSSES[self.config.finetune_loss]
 
     def forward(self, batch: dict, step_seed: int) -> dict[str, torch.Tensor]:
         """The loss terms of the stage by name (:meth:`loss_parts`), logged apart."""
@@ -252,6 +272,8 @@ class TrainingModule(nn.Module):
                     config.affinity_top_k, config.affinity_loss_weight,
                 ),
             }  # fmt: skip
+        if config.finetune_loss == "separate":
+            return self._separate_losses(semantic, affinity, batch, step_seed)
         out = self.layer(
             semantic.float(), affinity.float(), batch["classes"], batch["segments"],
             batch["void"], seed=step_seed,
@@ -262,6 +284,20 @@ class TrainingModule(nn.Module):
                 (~batch["void"]).float(), config.pq_loss_weight,
             )
         }  # fmt: skip
+
+    def _separate_losses(
+        self, semantic: torch.Tensor, affinity: torch.Tensor, batch: dict, step_seed: int
+    ) -> dict[str, torch.Tensor]:
+        """Supplementary A.3: eq. 8 on the AMWC's class one-hot (void pixels weight 0) and eq. 9
+        on its cuts (the pre-training affinity weights: things up-weighted, void edges 0)."""
+        classes, cuts = self.layer.labels(
+            semantic.float(), affinity.float(), batch["void"], seed=step_seed
+        )
+        target = F.one_hot(batch["classes"].clamp(min=0), classes.shape[1]).permute(0, 3, 1, 2)
+        node = node_l1_loss(classes, target, (~batch["void"]).float())
+        edge = edge_f1_loss(cuts, batch["affinity_target"], batch["affinity_weight"])
+        weight = self.config.pq_loss_weight
+        return {"node_l1": weight * node, "edge_f1": weight * edge}
 
     def parameter_groups(self) -> list[dict]:
         """Pre-training: the network at the base LR. Fine-tuning (§4.6): backbone, decoders and
