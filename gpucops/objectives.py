@@ -179,5 +179,7 @@ def improvement_ratio(
     """Per image, ``(trivial − objective) / (trivial − reference)``: the share of the reference's
     improvement over the trivial labeling that a solver keeps (1 = as good as the reference,
     above 1 = better). The quality figure of every benchmark against the sequential greedy;
-    arguments ``[B]`` objectives on one device."""
-    return (trivial - objective) / (trivial - reference)
+    arguments ``[B]`` objectives on one device. Where neither improves on the trivial labeling
+    (every edge repulsive, say) the ratio is 1, not 0/0."""
+    gain, reference_gain = trivial - objective, trivial - reference
+    return torch.where((gain == 0) & (reference_gain == 0), 1.0, gain / reference_gain)
