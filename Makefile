@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench peers clean
+.PHONY: venv test lint demo bench bench-save bench-compare peers clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,29 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/gpucops demo
 
+# pytest-benchmark suites (README, "Benchmarks"): every hot path, timed, with its quality floor.
+# Baselines live per machine kind in benchmarks/baselines/<machine id>/ (benchmarks/machine_id.py,
+# which also picks the timer: CPU seconds without a GPU, wall-clock with one). bench-compare
+# fails when a benchmark's fastest round is BENCH_FAIL slower than in the newest baseline there
+# (100 %: above the worst rise between two unchanged runs on a loaded 2-core VM, RESULTS.md), or
+# when any quality falls below its floor.
+BENCH_FAIL ?= min:100%
+BENCH = id=$$($(BIN)/python benchmarks/machine_id.py) && \
+	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-sort=name \
+	--benchmark-columns=min,median,max,rounds \
+	--benchmark-timer=$$($(BIN)/python benchmarks/machine_id.py --timer) \
+	--benchmark-storage=file://benchmarks/baselines/$$id
+
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q --benchmark-columns=min,median,max,rounds
+	$(BENCH)
+
+bench-save: $(STAMP)
+	$(BENCH) --benchmark-save=baseline
+
+bench-compare: $(STAMP)
+	id=$$($(BIN)/python benchmarks/machine_id.py) && test -d benchmarks/baselines/$$id || \
+		{ echo "no baseline for machine $$id: run make bench-save first"; exit 1; }
+	$(BENCH) --benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)
 
 # gpucops beside bioimage-cpp (GAEC, Kernighan–Lin, Semantic Mutex Watershed): the `bench` extra
 peers: $(STAMP)

@@ -6,7 +6,8 @@
 # Works from a plain copy of the working tree: the package is put on PYTHONPATH through a folder
 # of links (gpucops/ with kernels/ and cuda/ inside it, as the wheel lays them out), so nothing is
 # installed and nothing is fetched. Each step runs under its own timeout, so one hang cannot eat
-# the window; the budgets add up to 525 s (≤ 9 min on one H100/H200). Every step's log and figures
+# the window; the budgets add up to 540 s (9 min on one H100/H200; with each step's 5 s kill
+# grace, under the device tool's 600 s). Every step's log and figures
 # go to DIR (default benchmarks/results/gpu-<UTC time>) with environment.json (date, device,
 # versions) and summary.md (each step's status and seconds), and DIR.tar.gz holds them all (one
 # file to bring back). Exit status: 0 when every step passed, else 1.
@@ -52,6 +53,7 @@ if [ "$DRY" = 1 ]; then
     LAYER=(--batch 2 --size 16 24 --classes 5 --distances 1 4 --samples 2 --repeats 1)
     BENCH=(--sizes 32x64 --model tiny --distances 1 2 --repeats 1 --warmup 0)
     MEMCHECK_SIZE="1, 20, 24"
+    SUITES=(--smoke)  # every benchmark of the suites, on tiny shapes
     SCALE=2  # budgets halved: a dry run must stay quick (and still pass on a busy 2-core CI)
 else
     DEVICE=cuda
@@ -61,6 +63,7 @@ else
     LAYER=(--batch 24 --size 128 256 --repeats 2)
     BENCH=(--sizes 1024x2048 --repeats 2)
     MEMCHECK_SIZE="2, 64, 96"
+    SUITES=(-k cuda)  # the CUDA cases; a CPU baseline of this machine would not fit the budget
     SCALE=1
 fi
 
@@ -122,7 +125,7 @@ if sys.argv[2] != "1" and not torch.cuda.is_available():
 PY
 
 # 2. the gpu-marked tests (a dry run collects them: all skip); junit XML for the record
-step gpu-tests 180 "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests \
+step gpu-tests 150 "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests \
     --junitxml "$OUT/gpu-tests.xml"
 
 # 3. the solver on the device: full resolution (K = 19 and 133) and the batch of 24 stride-4
@@ -143,14 +146,23 @@ step layer 60 "$PYTHON" benchmarks/layer.py --device "$DEVICE" "${LAYER[@]}" \
 step bench 60 "$PYTHON" -m gpucops bench --device "$DEVICE" --resolutions full "${BENCH[@]}" \
     --json "$OUT/bench.json"
 
-# 6. compute-sanitizer memcheck on a small solve (the CUDA kernels' out-of-bounds accesses)
+# 6. the GPU baseline of the pytest-benchmark suites (README, "Benchmarks"), stored as `make
+#    bench-save` stores one: check DIR/baselines/<machine id>/ in as benchmarks/baselines/<id>/
+BASELINE_ID=$("$PYTHON" "$ROOT/benchmarks/machine_id.py" 2> "$OUT/machine-id.err" || echo unknown)
+BASELINE_TIMER=$("$PYTHON" "$ROOT/benchmarks/machine_id.py" --timer 2>> "$OUT/machine-id.err" \
+    || echo time.perf_counter)
+step bench-baseline 60 "$PYTHON" -m pytest benchmarks -q -p no:cacheprovider "${SUITES[@]}" \
+    --benchmark-storage="file://$OUT/baselines/$BASELINE_ID" --benchmark-save=gpu \
+    --benchmark-timer="$BASELINE_TIMER" --benchmark-columns=min,median,max,rounds
+
+# 7. compute-sanitizer memcheck on a small solve (the CUDA kernels' out-of-bounds accesses)
 MEMCHECK=(env)
 if [ "$DRY" = 0 ]; then
     MEMCHECK=(compute-sanitizer --tool memcheck --error-exitcode 9)
 elif ! command -v compute-sanitizer > /dev/null; then
     echo "dry run: compute-sanitizer not found, the small solve runs without it" > "$OUT/memcheck.note"
 fi
-step memcheck 60 "${MEMCHECK[@]}" "$PYTHON" -c "
+step memcheck 45 "${MEMCHECK[@]}" "$PYTHON" -c "
 import torch, gpucops
 from gpucops.synthetic import make_problem
 p = make_problem($MEMCHECK_SIZE, 19, (1, 4, 16), seed=0, device='$DEVICE')

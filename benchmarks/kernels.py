@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; gpucops/_openmp.py)
 
@@ -43,43 +44,49 @@ def _bench(function, device: torch.device) -> float:
 
 def _shift_step(features, distances, grads, implementation):
     maps = edge_feature_shift(features, distances, implementation)
-    torch.autograd.grad(maps, features, grads)
+    return torch.autograd.grad(maps, features, grads)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    device = torch.device(args.device)
-    batch, channels, (height, width) = args.batch, args.channels, args.size
-    distances = tuple(d for d in args.distances if d > 1)
+def kernel_cases(
+    device: torch.device | str,
+    batch: int,
+    channels: int,
+    classes: int,
+    size: tuple[int, int],
+    distances: tuple[int, ...],
+    perturbations: int,
+) -> list[tuple[str, Callable[[], object], Callable[[], object], int]]:
+    """``(name, Triton call, torch reference call, bytes moved at least once)`` of every kernel
+    on seeded random inputs of the given shapes."""
+    generator = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int, grad: bool = False) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(device).requires_grad_(grad)
+
+    height, width = size
+    shifted = tuple(d for d in distances if d > 1)
     element = torch.finfo(torch.float32).bits // 8
-    records = []
-
-    copy_source = torch.empty(batch * channels * height * width * 8, device=device)
-    copy_target = torch.empty_like(copy_source)
-    copy_s = _bench(lambda: copy_target.copy_(copy_source), device)
-    copy_gbs = 2 * copy_source.numel() * element / copy_s / 1e9
-
-    features = torch.randn(batch, channels, height, width, device=device, requires_grad=True)
-    grads = [torch.randn(batch, 2 * channels, height, width, device=device) for _ in distances]
+    features = randn(batch, channels, height, width, grad=True)
+    grads = [randn(batch, 2 * channels, height, width) for _ in shifted]
     plane = batch * channels * height * width * element
-    cases = [
-        # name, triton call, reference call, bytes moved (read once, write once)
+    semantic = randn(batch, classes, height, width)
+    affinity = randn(batch, 2 * len(distances), height, width)
+    ones = torch.ones(len(distances), device=device)
+    costs = randn(batch, classes, height, width)
+    lambdas = torch.linspace(1, 5000, perturbations, device=device)
+    return [
         (
             "shift forward",
-            lambda: edge_feature_shift(features, distances, "triton"),
-            lambda: edge_feature_shift(features, distances, "torch"),
-            plane * (1 + 2 * len(distances)),
+            lambda: edge_feature_shift(features, shifted, "triton"),
+            lambda: edge_feature_shift(features, shifted, "torch"),
+            plane * (1 + 2 * len(shifted)),
         ),
         (
             "shift forward+backward",
-            lambda: _shift_step(features, distances, grads, "triton"),
-            lambda: _shift_step(features, distances, grads, "torch"),
-            plane * (1 + 2 * len(distances)) + plane * (2 * len(distances) + 1),
+            lambda: _shift_step(features, shifted, grads, "triton"),
+            lambda: _shift_step(features, shifted, grads, "torch"),
+            plane * (1 + 2 * len(shifted)) + plane * (2 * len(shifted) + 1),
         ),
-    ]
-    semantic = torch.randn(batch, args.classes, height, width, device=device)
-    affinity = torch.randn(batch, 2 * len(args.distances), height, width, device=device)
-    ones = torch.ones(len(args.distances), device=device)
-    cases += [
         (
             "node costs + dropout",
             lambda: node_costs_from_logits(semantic, 1.0, 0.0, 0.1, 7, "triton"),
@@ -92,17 +99,30 @@ def run(args: argparse.Namespace) -> list[dict]:
             lambda: edge_costs_from_logits(affinity, ones, ones, 0.1, 8, "torch"),
             2 * affinity.numel() * element,
         ),
-    ]
-    costs = torch.randn(batch, args.classes, height, width, device=device)
-    lambdas = torch.linspace(1, 5000, args.perturbations, device=device)
-    cases.append(
         (
-            f"perturbation N={args.perturbations}",
+            f"perturbation N={perturbations}",
             lambda: perturb_costs(costs, costs, lambdas, "triton"),
             lambda: perturb_costs(costs, costs, lambdas, "torch"),
-            (2 + args.perturbations) * costs.numel() * element,
-        )
-    )
+            (2 + perturbations) * costs.numel() * element,
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device)
+    batch, channels, (height, width) = args.batch, args.channels, args.size
+    element = torch.finfo(torch.float32).bits // 8
+    records = []
+
+    copy_source = torch.empty(batch * channels * height * width * 8, device=device)
+    copy_target = torch.empty_like(copy_source)
+    copy_s = _bench(lambda: copy_target.copy_(copy_source), device)
+    copy_gbs = 2 * copy_source.numel() * element / copy_s / 1e9
+
+    cases = kernel_cases(
+        device, batch, channels, args.classes, (height, width), tuple(args.distances),
+        args.perturbations,
+    )  # fmt: skip
     for name, kernel, reference, moved in cases:
         kernel_s, reference_s = _bench(kernel, device), _bench(reference, device)
         records.append(

@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass
 
 import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; gpucops/_openmp.py)
 
@@ -21,30 +22,57 @@ import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; 
 import torch
 
 from gpucops.cli import format_table
-from gpucops.layer import AMWCLayer
+from gpucops.layer import AMWCLayer, LayerOutput
 from gpucops.losses import panoptic_quality_loss
-from gpucops.synthetic import make_problem
+from gpucops.synthetic import SyntheticProblem, make_problem
 from gpucops.timing import synchronize
+
+
+@dataclass
+class TrainingStep:
+    """The layer's training step on a synthetic batch: logits = −costs of
+    :func:`gpucops.synthetic.make_problem`, its ground truth, the PQ surrogate (COPS' area
+    thresholds at stride 4, loss weight 10)."""
+
+    layer: AMWCLayer
+    problem: SyntheticProblem
+    thresholds: torch.Tensor
+
+    def forward(self, seed: int) -> tuple[LayerOutput, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Costs, solve, alignment and loss: ``(output, loss, (semantic, affinity logits))``."""
+        p = self.problem
+        logits = ((-p.node_costs).requires_grad_(), (-p.edge_costs).requires_grad_())
+        out = self.layer(*logits, p.classes, p.segments, seed=seed)
+        loss = panoptic_quality_loss(
+            out.prediction, out.target, out.channel_classes, self.thresholds, loss_weight=10
+        )
+        return out, loss, logits
+
+
+def training_step(
+    device: torch.device | str,
+    batch: int,
+    size: tuple[int, int],
+    classes: int,
+    distances: tuple[int, ...],
+    samples: int,
+) -> TrainingStep:
+    p = make_problem(batch, *size, classes, distances, seed=0, device=device)
+    layer = AMWCLayer(p.partitionable, p.distances, num_samples=samples).to(device)
+    return TrainingStep(layer, p, torch.where(p.partitionable, 200 / 4, 2048 / 16).to(device))
 
 
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     height, width = args.size
-    p = make_problem(
-        args.batch, height, width, args.classes, tuple(args.distances), seed=0, device=device
+    step = training_step(
+        device, args.batch, args.size, args.classes, tuple(args.distances), args.samples
     )
-    layer = AMWCLayer(p.partitionable, p.distances, num_samples=args.samples).to(device)
-    thresholds = torch.where(p.partitionable, 200 / 4, 2048 / 16).to(device)
     forward_times, backward_times = [], []
     for repeat in range(args.repeats + 1):  # the first is a warm-up
-        semantic = (-p.node_costs).requires_grad_()
-        affinity = (-p.edge_costs).requires_grad_()
         synchronize(device)
         start = time.perf_counter()
-        out = layer(semantic, affinity, p.classes, p.segments, seed=repeat)
-        loss = panoptic_quality_loss(
-            out.prediction, out.target, out.channel_classes, thresholds, loss_weight=10
-        )
+        _, loss, _ = step.forward(seed=repeat)
         synchronize(device)
         middle = time.perf_counter()
         loss.backward()

@@ -1,9 +1,10 @@
 """Benchmark table of the AMWC solvers on synthetic Cityscapes-like problems.
 
-For each (size, K, batch): time of the parallel solver (median over repeats, after a warm-up,
-with device synchronisation), rounds, and — where the sequential reference finishes in reasonable
-time — its time in the same run, the speed ratio, both objectives and the quality ratio
-(trivial − parallel) / (trivial − sequential) of objective improvements.
+For each (size, K, batch): time of the parallel solver (median and min–max over ``--repeats``
+after a warm-up, with device synchronisation), rounds, and — where the sequential reference
+finishes in reasonable time — its time in the same run (``--sequential-repeats``; its build is
+loaded by a tiny solve first), the speed ratio of the medians, both objectives and the quality
+ratio (trivial − parallel) / (trivial − sequential) of objective improvements.
 
     .venv/bin/python benchmarks/solver.py                       # the default table (CPU)
     .venv/bin/python benchmarks/solver.py --device cuda --json out.json
@@ -22,10 +23,11 @@ import gpucops
 import torch
 
 from gpucops.cli import format_table
-from gpucops.objectives import trivial_objective
+from gpucops.inference import warm_up_solvers
+from gpucops.objectives import improvement_ratio, trivial_objective
 from gpucops.solver import DEFAULTS
 from gpucops.synthetic import make_problem
-from gpucops.timing import median_time
+from gpucops.timing import Timing, median_time
 
 CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
 
@@ -58,19 +60,22 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "K": num_classes,
                     "batch": batch,
                     "device": str(device),
-                    "parallel_s": parallel_s,
+                    **parallel_s.record("parallel_s"),
                     "rounds": parallel.info["rounds"],
                     "parallel_objective": parallel.objective.sum().item(),
                 }
                 if height * width * batch <= args.sequential_limit:
                     trivial = trivial_objective(*solve_args)
                     sequential, sequential_s = median_time(
-                        lambda a=solve_args: gpucops.solve(*a, method="sequential"), device, 1
+                        lambda a=solve_args: gpucops.solve(*a, method="sequential"),
+                        device,
+                        args.sequential_repeats,
+                        warmup=0,  # main loaded the build; the greedy keeps no cache
                     )
-                    gains = (trivial - parallel.objective) / (trivial - sequential.objective)
+                    gains = improvement_ratio(trivial, parallel.objective, sequential.objective)
                     record.update(
-                        sequential_s=sequential_s,
-                        speedup=sequential_s / parallel_s,
+                        **sequential_s.record("sequential_s"),
+                        speedup=sequential_s.median / parallel_s.median,
                         sequential_objective=sequential.objective.sum().item(),
                         quality_min=gains.min().item(),
                         quality_mean=gains.mean().item(),
@@ -88,15 +93,20 @@ def _solve(problem: tuple, args: argparse.Namespace) -> gpucops.PanopticLabeling
     return gpucops.refine(labeling, *problem, rounds=args.refine) if args.refine else labeling
 
 
+def _per_image(r: dict, key: str) -> str:
+    """``"median (min–max)"`` seconds per image of a record's timing ``key``."""
+    return Timing(tuple(r[f"{key}_times"])).per(r["batch"]).text()
+
+
 def _row(r: dict) -> str:
     seq = r.get("sequential_s")
     return (
-        f"{r['size']:>10} K={r['K']:<3} B={r['batch']:<2} parallel {r['parallel_s']:8.3f} s "
-        f"({r['parallel_s'] / r['batch']:.3f} s/img, {r['rounds']} rounds)"
+        f"{r['size']:>10} K={r['K']:<3} B={r['batch']:<2} parallel "
+        f"{_per_image(r, 'parallel_s')} s/img ({r['rounds']} rounds)"
         + (
             ""
             if seq is None
-            else f"  sequential {seq:8.3f} s  ×{r['speedup']:.1f}  "
+            else f"  sequential {_per_image(r, 'sequential_s')} s/img  ×{r['speedup']:.1f}  "
             f"quality min {r['quality_min']:.4f} mean {r['quality_mean']:.4f}"
         )
     )
@@ -108,7 +118,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sizes", nargs="+", default=["128x256", "256x512", "1024x2048"])
     parser.add_argument("--classes", nargs="+", type=int, default=[19, 133])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed parallel solves (3)")
+    parser.add_argument(
+        "--sequential-repeats", type=int, default=1, help="timed sequential solves (1)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--top-fraction",
@@ -146,14 +159,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--json", help="also write the records as JSON here")
     args = parser.parse_args(argv)
+    warm_up_solvers(args.device)
     records = run(args)
     headers = [
         "size",
         "K",
         "B",
-        "parallel s/img",
+        "parallel s/img (min–max)",
         "rounds",
-        "sequential s/img",
+        "sequential s/img (min–max)",
         "speed-up",
         "quality min",
         "quality mean",
@@ -163,9 +177,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             r["size"],
             r["K"],
             r["batch"],
-            f"{r['parallel_s'] / r['batch']:.3f}",
+            _per_image(r, "parallel_s"),
             r["rounds"],
-            f"{r['sequential_s'] / r['batch']:.3f}" if "sequential_s" in r else "—",
+            _per_image(r, "sequential_s") if "sequential_s" in r else "—",
             f"{r['speedup']:.1f}" if "speedup" in r else "—",
             f"{r['quality_min']:.4f}" if "quality_min" in r else "—",
             f"{r['quality_mean']:.4f}" if "quality_mean" in r else "—",

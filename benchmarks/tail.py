@@ -3,7 +3,7 @@
 merges the tail made, the quality ratio (trivial − parallel) / (trivial − sequential) against the
 sequential reference in the same run (where it finishes in reasonable time), the objective's
 change against ``tail = 0`` (rounds to the end), and the parallel time (median of ``--repeats``
-after a warm-up, with the range).
+after a warm-up, with the min–max range).
 
     .venv/bin/python benchmarks/tail.py
     .venv/bin/python benchmarks/tail.py --sizes 256x512 --seeds 0 1 2 3 --tails 0 256 1024 4096
@@ -20,7 +20,7 @@ import gpucops
 from gpucops.cli import format_table
 from gpucops.objectives import trivial_objective
 from gpucops.synthetic import make_problem
-from gpucops.timing import median_time
+from gpucops.timing import Timing, median_time
 
 CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
 
@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> list[dict]:
                 sequential = gpucops.solve(*problem, method="sequential").objective.item()
             rounds_only = None
             for tail in args.tails:
-                labeling, seconds = median_time(
+                labeling, timing = median_time(
                     lambda t=tail, a=problem: gpucops.solve(*a, tail=t), "cpu", args.repeats
                 )
                 objective = labeling.objective.item()
                 rounds_only = objective if tail == 0 else rounds_only
                 records.append({
-                    "size": size, "seed": seed, "tail": tail, "seconds": seconds,
+                    "size": size, "seed": seed, "tail": tail, **timing.record("seconds"),
                     "rounds": labeling.info["rounds"], "tail_merges": labeling.info["tail_merges"],
                     "objective": objective,
                     "quality": None if sequential is None
@@ -63,7 +63,8 @@ def _row(record: dict) -> list:
     quality = "—" if record["quality"] is None else f"{record['quality']:.5f}"
     gain = "—" if record["gain_over_rounds"] is None else f"{record['gain_over_rounds']:+.2e}"
     return [record["size"], record["seed"], record["tail"], record["rounds"],
-            record["tail_merges"], quality, gain, f"{record['seconds']:.3f}"]  # fmt: skip
+            record["tail_merges"], quality, gain,
+            Timing(tuple(record["seconds_times"])).text()]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from gpucops._openmp import threads
 from gpucops.cli import format_table
 from gpucops.losses import panoptic_quality_loss
+from gpucops.timing import Timing
 from gpucops.trainer import TrainConfig, TrainingModule, _datasets, cpu_threads, training_batches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,6 @@ def _config(args: argparse.Namespace, data_root: str) -> TrainConfig:
          "stem": None, "decoder_fuse": None, "synthetic_size": [1024, 2048],
          "synthetic_images": [args.images, 1], "batch_size": args.batch, "workers": 0},
     )  # fmt: skip
-
-
-def _spread(times: list[float]) -> str:
-    return f"{statistics.median(times):.3f} ({min(times):.3f}–{max(times):.3f})"
 
 
 def data_rates(config: TrainConfig, train_set, args: argparse.Namespace) -> list[list]:
@@ -122,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(format_table(
         ["part", "seconds (range)", "share"],
-        [[part, _spread(times), f"{sum(times) / sum(total):.0%}"] for part, times in split.items()]
-        + [["iteration", _spread(total), "100%"]],
+        [[part, Timing(tuple(times)).text(), f"{sum(times) / sum(total):.0%}"]
+         for part, times in split.items()]
+        + [["iteration", Timing(tuple(total)).text(), "100%"]],
     ))  # fmt: skip
     figures = {"data": data, "split": split, "batch": args.batch, "threads": cpu_threads(config)}
     if args.json:

@@ -27,6 +27,7 @@ from .grid import edge_offsets
 from .labeling import PanopticLabeling
 from .model import ModelConfig
 from .solver import DEFAULTS, solve
+from .synthetic import make_problem
 from .timing import synchronize
 
 __all__ = [
@@ -41,8 +42,10 @@ __all__ = [
     "remove_small_segments",
     "solve_problem",
     "upsample_labels",
+    "warm_up_solvers",
 ]
 
+SOLVER_METHODS = ("parallel", "sequential")
 STRIDE = 4  # the network's output stride: one grid cell of the costs covers STRIDE² pixels
 
 # Peak bytes per image pixel of a prediction, keyed by (tiny preset, full resolution): the slopes
@@ -271,6 +274,14 @@ def solve_problem(problem: ImageProblem, method: str = "parallel") -> PanopticLa
         labeling.objective,
         labeling.info,
     )
+
+
+def warm_up_solvers(device: str | torch.device, methods: tuple[str, ...] = SOLVER_METHODS) -> None:
+    """Load the solvers' builds for ``device`` (host libraries, CUDA modules) with a tiny solve
+    of each method, so that no timed call pays for a build or a library load."""
+    tiny = make_problem(1, 8, 8, 3, (1,), device=device)
+    for method in methods:
+        solve(tiny.node_costs, tiny.edge_costs, tiny.partitionable, (1,), method=method)
 
 
 @dataclass

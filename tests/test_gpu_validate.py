@@ -10,11 +10,19 @@ import sys
 import tarfile
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_validate.sh"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPT = BENCHMARKS / "gpu_validate.sh"
+sys.path.append(str(BENCHMARKS))
+from machine_id import machine_id  # noqa: E402
+
 STEPS = [
     "environment", "gpu-tests", "solver-full", "solver-crops", "kernels", "layer", "bench",
-    "memcheck",
+    "bench-baseline", "memcheck",
 ]  # fmt: skip
+SUITES = {
+    "test_data_item", "test_kernel", "test_layer_backward", "test_layer_forward",
+    "test_parallel_solver", "test_pq_accumulator", "test_predictor", "test_sequential_solver",
+}  # fmt: skip
 
 
 def test_the_gpu_validation_script_dry_runs(tmp_path):
@@ -32,5 +40,13 @@ def test_the_gpu_validation_script_dry_runs(tmp_path):
     assert environment["dry_run"] and {"date", "device", "torch", "triton"} <= set(environment)
     for figures in ("solver-full", "solver-crops", "kernels", "layer", "bench"):
         assert json.loads((out / f"{figures}.json").read_text()), figures
+    # the suites' baseline, as `make bench-save` stores one: every benchmark, with its quality
+    (baseline,) = (out / "baselines").glob("*/*/0001_gpu.json")
+    assert baseline.parent.parent.name == machine_id()
+    benchmarks = json.loads(baseline.read_text())["benchmarks"]
+    names = {b["name"].partition("[")[0] for b in benchmarks}
+    assert names == SUITES, names
+    assert all("load_before" in b["extra_info"] for b in benchmarks)
+    assert sum("quality" in b["extra_info"] for b in benchmarks) >= 8
     with tarfile.open(f"{out}.tar.gz") as archive:  # one file to bring back from the device
         assert "results/summary.md" in archive.getnames()

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpucops
+from gpucops.objectives import improvement_ratio
 from tests.reference import naive_objective
 
 
@@ -88,3 +89,12 @@ def test_grid_objective_equals_graph_objective_and_definition(
             segments[b].flatten().tolist(),
         )
         assert grid_value[b].item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_improvement_ratio_is_the_share_of_the_references_gain():
+    trivial = torch.tensor([5.0, 5.0, 5.0, 5.0], dtype=torch.float64)
+    objective = torch.tensor([3.0, 0.0, 5.0, 4.0], dtype=torch.float64)
+    reference = torch.tensor([1.0, 1.0, 5.0, 5.0], dtype=torch.float64)
+    ratio = improvement_ratio(trivial, objective, reference)
+    # half the gain, more than the reference's, neither gains (1, not 0/0), only the solver gains
+    assert ratio.tolist() == [0.5, 1.25, 1.0, float("inf")]

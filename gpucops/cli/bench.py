@@ -7,9 +7,11 @@ predict`` (:func:`gpucops.inference.build_problem`, :func:`gpucops.inference.sol
 labels at image size) — by the parallel solver on ``--device``
 (and on the CPU host build too when that is a GPU); the sequential reference in the same run
 where the problem is small enough (``--sequential-limit``); and the whole inference (network,
-costs, upsampling, solve, labels at image size). Medians over ``--repeats`` after ``--warmup``
-calls, device synchronised; peak memory: CUDA's allocator peak per configuration, on a CPU the
-process's peak resident set so far.
+costs, upsampling, solve, labels at image size). Each time is the median of ``--repeats`` calls
+after ``--warmup`` untimed ones (the sequential reference: ``--sequential-repeats``, no warm-up,
+its build loaded first), device synchronised, printed with its spread (min–max of the repeats);
+peak memory: CUDA's allocator peak per configuration, on a CPU the process's peak resident set
+so far.
 
 The solver always gets synthetic street-scene costs of the network's output shape
 (:func:`gpucops.synthetic.make_problem`), so its timings do not depend on what an untrained
@@ -27,12 +29,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..inference import STRIDE, ImageProblem, build_problem, solve_problem
+from ..inference import STRIDE, ImageProblem, build_problem, solve_problem, warm_up_solvers
 from ..layer import AMWCLayer
 from ..model import COPSNet, ModelConfig
-from ..objectives import trivial_objective
+from ..objectives import improvement_ratio, trivial_objective
 from ..synthetic import class_roles, make_problem
-from ..timing import median_time
+from ..timing import Timing, median_time
 from .predict import resolve_device
 from .table import format_table
 
@@ -67,7 +69,7 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
         semantic, affinity = model(images)  # raw uint8: the network normalises
         return layer.costs(semantic[..., : grid[0], : grid[1]], affinity[..., : grid[0], : grid[1]])
 
-    _, model_s = median_time(network, device, args.repeats, args.warmup)
+    _, model_time = median_time(network, device, args.repeats, args.warmup)
     rows = []
     for resolution in args.resolutions:
         full = resolution == "full"
@@ -79,25 +81,31 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
             )  # fmt: skip
 
         solved = build()
-        labeling, solver_s = median_time(
+        labeling, solver_time = median_time(
             lambda p=solved: solve_problem(p), device, args.repeats, args.warmup
         )
         solved_h, solved_w = solved.node_costs.shape[-2:]
         row = {
             "size": f"{height}x{width}", "batch": batch, "resolution": resolution,
             "grid": f"{solved_h}x{solved_w}", "K": args.classes, "device": str(device),
-            "model_s": model_s, "solver_s": solver_s, "rounds": labeling.info.get("rounds"),
+            **model_time.record("model_s"), **solver_time.record("solver_s"),
+            "rounds": labeling.info.get("rounds"),
         }  # fmt: skip
         if device.type != "cpu":
             host = solved.to("cpu")
-            _, row["solver_cpu_s"] = median_time(lambda p=host: solve_problem(p), "cpu", 1, 1)
+            _, cpu_time = median_time(
+                lambda p=host: solve_problem(p), "cpu", args.repeats, args.warmup
+            )
+            row.update(cpu_time.record("solver_cpu_s"))
         if batch * solved_h * solved_w <= args.sequential_limit:
-            reference, row["sequential_s"] = median_time(
-                lambda p=solved: solve_problem(p, "sequential"), device, 1, 0
+            # no warm-up: run() loaded the build, and the greedy keeps no cache between calls
+            reference, sequential_time = median_time(
+                lambda p=solved: solve_problem(p, "sequential"), device, args.sequential_repeats, 0
             )
             trivial = trivial_objective(*solved.inputs)
-            gained = (trivial - labeling.objective) / (trivial - reference.objective)
-            row["speedup"] = row["sequential_s"] / solver_s
+            gained = improvement_ratio(trivial, labeling.objective, reference.objective)
+            row.update(sequential_time.record("sequential_s"))
+            row["speedup"] = sequential_time.median / solver_time.median
             row["quality"] = float(gained.min())
 
         def inference(build=build) -> torch.Tensor:
@@ -106,28 +114,37 @@ def _measure(args, device, model, layer, size, batch) -> list[dict]:
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        _, row["inference_s"] = median_time(inference, device, args.repeats, args.warmup)
-        row["ms_per_image"] = 1000 * row["inference_s"] / batch
+        _, inference_time = median_time(inference, device, args.repeats, args.warmup)
+        row.update(inference_time.record("inference_s"))
+        row["ms_per_image"] = 1000 * inference_time.median / batch
         row["peak_memory_mb"] = _peak_memory_mb(device)
         rows.append(row)
     return rows
 
 
-def _format(value: object, digits: int = 3) -> str:
+def _format(row: dict, key: str, digits: int = 3) -> str:
+    """A cell: a timing as ``median (min–max)``, a float with ``digits``, "–" where absent."""
+    if f"{key}_times" in row:
+        return Timing(tuple(row[f"{key}_times"])).text(digits)
+    value = row.get(key)
     if value is None:
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.repeats < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
-        raise ValueError("--repeats and --batch-sizes must be ≥ 1, --warmup ≥ 0")
+    if min(args.repeats, args.sequential_repeats, *args.batch_sizes) < 1 or args.warmup < 0:
+        raise ValueError(
+            "--repeats, --sequential-repeats and --batch-sizes must be ≥ 1, --warmup ≥ 0"
+        )
     device = resolve_device(args.device)
     distances = tuple(args.distances)
     config = ModelConfig.preset(args.model, num_classes=args.classes, distances=distances)
     model = COPSNet(config).to(device).eval()
     _, partitionable = class_roles(args.classes)
     layer = AMWCLayer(partitionable, distances).to(device).eval()
+    for backend in {device, torch.device("cpu")}:
+        warm_up_solvers(backend)
     rows = []
     configurations = [(size, batch) for size in args.sizes for batch in args.batch_sizes]
     with torch.no_grad(), tqdm(configurations, unit="configuration") as bar:
@@ -144,14 +161,13 @@ def run(args: argparse.Namespace) -> None:
     columns = [(key, name) for key, name in columns if any(key in row for row in rows)]
     print(f"\n{args.model} model, K = {args.classes}, D = {distances} (stride 4), {device}")
     print(
-        format_table(
-            [n for _, n in columns], [[_format(r.get(k)) for k, _ in columns] for r in rows]
-        )
+        format_table([n for _, n in columns], [[_format(r, k) for k, _ in columns] for r in rows])
     )
     print(
         "speed-up: over the sequential reference; quality: (trivial − parallel) / (trivial − "
-        "sequential) objective, worst image. Published COPS (Table 8, CPU, batch 1): stride 4 "
-        "2 s/image, full resolution 15 s/image."
+        "sequential) objective, worst image; times: median (min–max) of --repeats after "
+        "--warmup calls (sequential: --sequential-repeats). Published COPS (Table 8, CPU, "
+        "batch 1): stride 4 2 s/image, full resolution 15 s/image."
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -185,6 +201,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default: auto)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default: 1)")
+    parser.add_argument(
+        "--sequential-repeats", type=int, default=1,
+        help="timed calls of the slow sequential reference, no warm-up (default: 1)",
+    )  # fmt: skip
     parser.add_argument(
         "--sequential-limit", type=int, default=8 * 131072,
         help="time the sequential reference up to this many nodes per batch (default: 1048576)",

@@ -9,8 +9,11 @@ evaluation, not a model). Each dataset is solved as one batch at stride 4 (label
 as COPS does) and at full resolution (costs upsampled,
 :func:`gpucops.inference.full_resolution_costs`), by the parallel solver on every available
 backend and by the sequential reference — the problems and solves of ``gpucops predict``
-(:func:`gpucops.inference.build_problem`, :func:`gpucops.inference.solve_problem`). Every result
-is written as COCO-panoptic PNG + JSON and evaluated against the ground truth files with
+(:func:`gpucops.inference.build_problem`, :func:`gpucops.inference.solve_problem`). Times are
+medians of ``--repeats`` solves after ``--warmup`` untimed ones, printed with their spread
+(min–max); the slow sequential reference is timed ``--sequential-repeats`` times (default once,
+to keep the demo near a minute) with its build loaded first. Every result is written as
+COCO-panoptic PNG + JSON and evaluated against the ground truth files with
 :func:`gpucops.metrics.evaluate_panoptic`.
 
 Writes to ``--out`` (``out/demo``): ``data/`` (the scenes), ``<dataset>/gt`` (VOC ground truth),
@@ -31,12 +34,17 @@ from tqdm import tqdm
 
 from ..data import CityscapesPanoptic, PanopticWriter, voc_sample, write_synthetic_cityscapes
 from ..grid import stride_samples
-from ..inference import STRIDE, build_problem, remove_small_segments, solve_problem
+from ..inference import (
+    STRIDE,
+    build_problem,
+    remove_small_segments,
+    solve_problem,
+    warm_up_solvers,
+)
 from ..metrics import SemanticIoU, evaluate_panoptic
-from ..objectives import trivial_objective
-from ..solver import solve
-from ..synthetic import make_problem, noisy_costs
-from ..timing import median_time
+from ..objectives import improvement_ratio, trivial_objective
+from ..synthetic import noisy_costs
+from ..timing import Timing, median_time
 from ..visualize import save_comparison
 from .predict import output_folder
 from .table import format_table, markdown_table
@@ -159,18 +167,19 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
             bar.set_description(f"{scenes.name} {resolution} {label}")
             device = torch.device("cuda" if backend == "cuda" else "cpu")
             on_device = problem.to(device)
-            labeling, seconds = median_time(
+            parallel = method == "parallel"
+            labeling, timing = median_time(
                 lambda on=on_device, method=method: solve_problem(on, method),
                 device,
-                repeats=1,
-                warmup=0,
+                repeats=args.repeats if parallel else args.sequential_repeats,
+                warmup=args.warmup if parallel else 0,  # the greedy keeps no cache
             )
             classes, segments = labeling.classes.cpu(), labeling.segments.cpu()  # image size
             segments = remove_small_segments(classes, segments, scenes.partitionable, *areas)
             semantic = SemanticIoU(len(scenes.categories), ignore_index=-1)
             semantic.update(classes, scenes.classes)
             if method == "sequential":
-                reference = (labeling.objective.cpu(), seconds)
+                reference = (labeling.objective.cpu(), timing.median)
             elif backend == "cpu":
                 pictures[resolution] = (classes, segments)
             name = f"{resolution.replace(' ', '')}-{label.replace(' ', '-')}"
@@ -181,15 +190,15 @@ def _solve_all(args: argparse.Namespace, scenes: Scenes, bar: tqdm) -> list[dict
             result = evaluate_panoptic(
                 scenes.gt_json, scenes.gt_dir, writer.close(), folder, ap=False
             )
-            gained = (trivial - labeling.objective.cpu()) / (trivial - reference[0])
+            gained = improvement_ratio(trivial, labeling.objective.cpu(), reference[0])
             pq = result["pq"]["All"]
             rows.append(
                 {
                     "data": scenes.name,
                     "resolution": f"{resolution} ({grid[0]}×{grid[1]})",
                     "solver": label,
-                    "seconds_per_image": seconds / len(scenes.image_ids),
-                    "speedup": reference[1] / seconds,
+                    **timing.per(len(scenes.image_ids)).record("seconds_per_image"),
+                    "speedup": reference[1] / timing.median,
                     "quality": float(gained.min()),
                     "pq": pq["pq"],
                     "sq": pq["sq"],
@@ -221,7 +230,8 @@ HEADERS = ["data", "resolution", "solver", "s/image", "speed-up", "quality", "PQ
 
 def _table_rows(rows: list[dict]) -> list[list[str]]:
     return [
-        [r["data"], r["resolution"], r["solver"], f"{r['seconds_per_image']:.3f}",
+        [r["data"], r["resolution"], r["solver"],
+         Timing(tuple(r["seconds_per_image_times"])).text(),
          f"×{r['speedup']:.1f}", f"{r['quality']:.4f}", f"{100 * r['pq']:.1f}",
          f"{100 * r['sq']:.1f}", f"{100 * r['rq']:.1f}", f"{100 * r['miou']:.1f}"]
         for r in rows
@@ -233,17 +243,20 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("--images must be ≥ 1 and --height/--width ≥ 16")
     out = output_folder(args.out)
     datasets = [_synthetic(args)] + ([] if args.no_voc else [_voc(args)])
+    if min(args.repeats, args.sequential_repeats) < 1 or args.warmup < 0:
+        raise ValueError("--repeats and --sequential-repeats must be ≥ 1, --warmup ≥ 0")
     for _, method, backend in _solvers():  # load the solvers' builds before timing them
-        tiny = make_problem(1, 8, 8, 3, (1,), device="cuda" if backend == "cuda" else "cpu")
-        solve(tiny.node_costs, tiny.edge_costs, tiny.partitionable, tiny.distances, method=method)
+        warm_up_solvers("cuda" if backend == "cuda" else "cpu", (method,))
     rows = []
     with tqdm(total=2 * len(_solvers()) * len(datasets), unit="solve") as bar:
         for scenes in datasets:
             rows += _solve_all(args, scenes, bar)
     table = _table_rows(rows)
     note = (
-        "s/image: one batched solve per dataset and resolution, per image; speed-up: over the "
-        "sequential reference at the same resolution; quality: (trivial − solver) / (trivial − "
+        f"s/image: one batched solve per dataset and resolution, per image, median (min–max) of "
+        f"{args.repeats} after {args.warmup} warm-up (sequential: {args.sequential_repeats}, "
+        "no warm-up); speed-up: of the medians, over the sequential reference at the same "
+        "resolution; quality: (trivial − solver) / (trivial − "
         "sequential) objective, worst image; PQ/SQ/RQ/mIoU in %, against the ground truth at "
         "image resolution (stride-4 labels upsampled ×4)."
     )
@@ -267,3 +280,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=512, help="scene width (default: 512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of scenes and noise (default: 0)")
     parser.add_argument("--no-voc", action="store_true", help="leave out the VOC photograph")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed solves of each parallel row (default: 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed solves before them (default: 1)"
+    )
+    parser.add_argument(
+        "--sequential-repeats", type=int, default=1,
+        help="timed solves of the slow sequential reference (default: 1)",
+    )  # fmt: skip
