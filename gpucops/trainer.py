@@ -578,6 +578,9 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
     device = torch.device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
     )
+    if device.type == "cuda":
+        # the ranks' collectives (validation's all_gather_object) use the current device
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(config.seed)
@@ -673,6 +676,7 @@ def _train(config: TrainConfig, resume: bool, stop_at: int | None) -> dict:
             )  # fmt: skip
         if validating:
             records.validation(step, result, overlays, {**trained, "validation": result})
+    del batches  # the loader's workers end here, not when the function returns
     bar.close()
     if records is not None:
         records.close()

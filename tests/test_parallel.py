@@ -211,3 +211,18 @@ def test_the_tail_lowers_the_objective_of_the_rounds_it_replaces():
     with_tail, without = gpucops.solve(*args), gpucops.solve(*args, tail=0)
     assert with_tail.info["rounds"] == 1 and without.info["rounds"] > 10
     assert with_tail.objective.item() < without.objective.item()
+
+
+def test_a_finished_image_stays_finished():
+    # found by fuzzing: the rounds' sums lifted an edge the tail's greedy had left at t ≤ 0 a
+    # rounding above zero, and the loop went on without a round to contract (a crash)
+    costs = [[0.0, -0.3], [0.3, 0.0], [0.0, 0.2], [0.1, -0.3], [0.1, 0.1], [-0.3, 0.3],
+             [0.0, -0.3], [0.2, 0.0], [0.1, 0.0], [0.2, 0.1], [0.0, 0.3], [0.1, 0.3],
+             [-0.3, 0.1]]  # fmt: skip
+    edges = [(1, 12), (0, 12), (0, 7), (1, 5), (3, 5), (8, 2), (1, 9), (4, 0), (2, 1), (11, 6),
+             (2, 4), (6, 0), (9, 3), (12, 4)]  # fmt: skip
+    weights = [-0.3, 1.1, 0.3, -0.2, -0.2, 0.1, -0.2, 0.05, 0.05, -0.3, 0.3, -0.6, -0.9, 1.1]
+    args = (torch.tensor(costs, dtype=torch.float64), torch.tensor(edges),
+            torch.tensor(weights, dtype=torch.float64), torch.tensor([True, True]))  # fmt: skip
+    finished = gpucops.solve_graph(*args, tail=1000)
+    assert finished.info["tail_merges"] == finished.info["merges"]
