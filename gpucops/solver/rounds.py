@@ -107,12 +107,14 @@ def contract_rounds(
         costs, edges, weights = graph.costs, graph.edges, graph.weights
         minimum, argmin = steps.cluster_classes(costs)
         scores, picks = steps.score_pick(costs, minimum, argmin, edges, weights)
-        # a finished image is left alone: the rounds' sums, in another order than the greedy's,
-        # can lift an edge it left at t ≤ 0 a rounding above zero
-        picks = torch.where(finished[graph.image], -1, picks)
         # an image small enough is finished by the exact greedy instead of more, nearly empty
         # rounds; per image, so a batch decides as its images alone would
+        done = None
         if options.tail:
+            # a finished image is left alone: the rounds' sums, in another order than the
+            # greedy's, can lift an edge it left at t ≤ 0 a rounding above zero
+            done = finished[graph.image]
+            picks = torch.where(done, -1, picks)
             counts = index_counts(graph.image, graph.num_images)
             finishing = (counts <= options.tail) & ~finished
             # one read of the device for the three questions of the pass
@@ -131,7 +133,8 @@ def contract_rounds(
                     scores, edge_image, graph.num_images, options.top_fraction
                 )
                 picks = steps.pick(scores, edges, graph.num_clusters)
-                picks = torch.where(finished[graph.image], -1, picks)
+                if done is not None:
+                    picks = torch.where(done, -1, picks)
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:
