@@ -116,6 +116,16 @@ extern "C" __global__ void pick(long long num_edges, const long long* edges, con
     GPUCOPS_FOR_EACH(e, num_edges) { gpucops_bid(e, edges[2 * e], edges[2 * e + 1], scores[e], best); }
 }
 
+// Each cluster's picked edge from its largest key: picks[c] = 0xFFFFFFFF − (best[c] & 0xFFFFFFFF),
+// −1 where it has none (best[c] = 0).
+extern "C" __global__ void unpack_picks(long long num_clusters, const unsigned long long* best,
+                                        long long* picks) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const unsigned long long key = best[c];
+        picks[c] = key ? (long long)(0xFFFFFFFFULL - (key & 0xFFFFFFFFULL)) : -1LL;
+    }
+}
+
 // Stars, first pass. For each cluster c with a pick (picks[c] ≥ 0): target[c] = the other end of
 // its picked edge, which is marked picked. A leaf joins the centre it picked (root[c] =
 // target[c]), and both are marked involved. root must hold the identity and involved and picked
@@ -188,15 +198,17 @@ extern "C" __global__ void bucket_count(long long n, const long long* keys, long
     }
 }
 
-// Put item i in its bucket: slot[start[keys[i]] + fill[keys[i]]++] = (secondary[i] << 32) | i,
-// and its payload (when given) beside it.
+// Put item i in its bucket: slot[start[keys[i]] + --counts[keys[i]]] = (secondary[i] << 32) | i,
+// and its payload (when given) beside it. The bucket's count, left by bucket_count, serves as its
+// cursor, from the end down (the order inside a bucket is bucket_sort's job), so it ends at zero
+// and no second zeroed array is needed.
 __device__ __forceinline__ void gpucops_fill(long long i, const long long* keys,
                                              const long long* secondary, const double* payload,
-                                             const long long* start, long long* fill,
+                                             const long long* start, long long* counts,
                                              long long* slot, double* slot_payload) {
     const long long key = keys[i];
     if (key < 0) return;
-    const long long s = start[key] + gpucops_atomic_add(fill + key, 1LL);
+    const long long s = start[key] + gpucops_atomic_add(counts + key, -1LL) - 1;
     slot[s] = (secondary[i] << 32) | i;
     if (payload) slot_payload[s] = payload[i];
 }
@@ -224,19 +236,21 @@ __device__ __forceinline__ void gpucops_sort_bucket(long long* items, double* pa
     }
 }
 
-// Fill the buckets (fill zeroed before the launch) — items only, or items with a payload each.
+// Fill the buckets (counts as bucket_count left them) — items only, or items with a payload each.
 extern "C" __global__ void bucket_fill(long long n, const long long* keys,
                                        const long long* secondary, const long long* start,
-                                       long long* fill, long long* slot) {
-    GPUCOPS_FOR_EACH(i, n) { gpucops_fill(i, keys, secondary, nullptr, start, fill, slot, nullptr); }
+                                       long long* counts, long long* slot) {
+    GPUCOPS_FOR_EACH(i, n) {
+        gpucops_fill(i, keys, secondary, nullptr, start, counts, slot, nullptr);
+    }
 }
 
 extern "C" __global__ void bucket_fill_payload(long long n, const long long* keys,
                                                const long long* secondary, const double* payload,
-                                               const long long* start, long long* fill,
+                                               const long long* start, long long* counts,
                                                long long* slot, double* slot_payload) {
     GPUCOPS_FOR_EACH(i, n) {
-        gpucops_fill(i, keys, secondary, payload, start, fill, slot, slot_payload);
+        gpucops_fill(i, keys, secondary, payload, start, counts, slot, slot_payload);
     }
 }
 
@@ -291,14 +305,15 @@ extern "C" __global__ void edge_runs(long long num_buckets, const long long* sta
     }
 }
 
-// Write the runs of bucket b from offset[b] on: edge (b, high) with the weights of its run
-// summed in edge order (slot_weights: the edges' weights, aligned with slot).
+// Write the runs of bucket b from end[b] − unique[b] on (end: the inclusive prefix sum of
+// unique): edge (b, high) with the weights of its run summed in edge order (slot_weights: the
+// edges' weights, aligned with slot).
 extern "C" __global__ void edge_write(long long num_buckets, const long long* start,
                                       const long long* slot, const double* slot_weights,
-                                      const long long* offset, long long* edges,
-                                      double* merged_weights) {
+                                      const long long* end, const long long* unique,
+                                      long long* edges, double* merged_weights) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        long long out = offset[b] - 1;
+        long long out = end[b] - unique[b] - 1;
         for (long long s = start[b]; s < start[b + 1]; ++s) {
             const long long high = gpucops_slot_key(slot[s]);
             if (s == start[b] || high != gpucops_slot_key(slot[s - 1])) {
@@ -309,6 +324,20 @@ extern "C" __global__ void edge_write(long long num_buckets, const long long* st
             } else {
                 merged_weights[out] += slot_weights[s];
             }
+        }
+    }
+}
+
+// Rows count[0] .. capacity − 1 of a capacity-sized edge list become inert: edge (0, 0) with
+// weight −inf, a self-loop whose score is −inf, so it bids for no pick. The contraction sizes its
+// output by capacity and leaves the count on the device, so the host need not wait to learn it.
+extern "C" __global__ void edge_pad(long long capacity, const long long* count, long long* edges,
+                                    double* weights) {
+    GPUCOPS_FOR_EACH(e, capacity) {
+        if (e >= count[0]) {
+            edges[2 * e] = 0;
+            edges[2 * e + 1] = 0;
+            weights[e] = gpucops_negative_infinity();
         }
     }
 }

@@ -21,6 +21,10 @@ __device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
     return (unsigned long long)__double_as_longlong(x);
 }
 
+__device__ __forceinline__ double gpucops_negative_infinity() {
+    return __longlong_as_double((long long)0xFFF0000000000000ULL);
+}
+
 __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
                                                    unsigned long long value) {
     atomicMax(address, value);
@@ -134,6 +138,13 @@ inline unsigned long long gpucops_double_bits(double x) {
     unsigned long long bits;
     std::memcpy(&bits, &x, sizeof bits);
     return bits;
+}
+
+inline double gpucops_negative_infinity() {
+    const unsigned long long bits = 0xFFF0000000000000ULL;
+    double x;
+    std::memcpy(&x, &bits, sizeof x);
+    return x;
 }
 
 inline void gpucops_atomic_max(unsigned long long* address, unsigned long long value) {

@@ -95,6 +95,21 @@ def test_gpu_model_benchmark_smoke(tmp_path):
     assert all(records[0][key] > 0 for key in keys[1:])
 
 
+def test_a_round_waits_for_the_device_once_and_the_tail_copies_once():
+    # issue 24: sizes left on the device, read with the pass's questions — one read a round;
+    # the exact tail's arrays go to the host in one transfer
+    gpu_model = _load("gpu_model")
+    p = make_problem(2, 24, 72, 5, seed=1)
+    problem = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    rounds, _ = gpu_model.count_solve(problem, {"tail": 0})
+    syncs = [tally.syncs for name, tally in rounds.phases if name.startswith("round")]
+    assert len(syncs) > 1 and set(syncs) == {1}
+    tail, _ = gpu_model.count_solve(problem, {"tail": 10**6})  # both images finish in round 1
+    assert [(name, tally.syncs) for name, tally in tail.phases if name.startswith("round")] == [
+        ("round 1", 2)
+    ]
+
+
 def test_gpu_model_counts_an_injected_sync(monkeypatch):
     # two host reads more in every round — an item of a reduction (a launch, a transfer) and a
     # list of a slice (a view, hooked) — and nothing else changes

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import gpucops
 from gpucops.solver.backend import KernelSteps, cuda_sources, steps_for
+from gpucops.solver.graph import ClusterGraph
 from gpucops.solver.steps import TorchSteps
 from gpucops.solver.tiles import grid_tiles
 from gpucops.synthetic import make_problem
@@ -87,6 +88,43 @@ def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges
     assert torch.equal(
         kernels.segment_sum(rows, mapping, clusters), TORCH.segment_sum(rows, mapping, clusters)
     )
+    # the round's contraction: sized by capacity, the count left on the device, inert rows after
+    padded = kernels.coalesce_padded(edges, weights, mapping, clusters)
+    assert all(map(torch.equal, padded, TORCH.coalesce_padded(edges, weights, mapping, clusters)))
+    padded_edges, padded_weights, count = padded
+    assert count.tolist() == [expected.shape[0]] and padded_edges.shape == edges.shape
+    assert torch.equal(padded_edges[: int(count)], expected)
+    assert (padded_edges[int(count) :] == 0).all()
+    assert (padded_weights[int(count) :] == float("-inf")).all()
+
+
+@given(seed=st.integers(0, 2**31), clusters=st.integers(2, 40), k=st.integers(1, 6))
+def test_a_graph_sized_by_capacity_scores_and_picks_as_its_settled_graph(seed, clusters, k):
+    # a round's contraction leaves its output sized by capacity until the loop reads the sizes;
+    # the classes and picks run on it first, so its extra rows must change nothing
+    costs, edges, weights = random_round(seed, clusters, k, False)
+    graph = ClusterGraph(costs, edges, weights, torch.zeros(clusters, dtype=torch.int64), 1,
+                         KernelSteps(HOST))  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    is_root = torch.rand(clusters, generator=g) < 0.4
+    is_root[0] = True
+    roots = is_root.nonzero().flatten()
+    root = roots[torch.randint(0, len(roots), (clusters,), generator=g)]
+    root[roots] = roots  # a root is its own
+    padded, _ = graph.contract(root)
+    exact, _ = graph.contract(root, exact=True)
+    num_clusters, num_edges = padded.sizes.tolist()
+    assert (num_clusters, num_edges) == (exact.num_clusters, exact.edges.shape[0])
+    assert torch.equal(padded.settled(num_clusters, num_edges).edges, exact.edges)
+    assert torch.equal(padded.per_image, exact.per_image)
+    for steps in (KernelSteps(HOST), TORCH):
+        on_padded = steps.score_pick(padded.costs, *steps.cluster_classes(padded.costs),
+                                     padded.edges, padded.weights)  # fmt: skip
+        on_exact = steps.score_pick(exact.costs, *steps.cluster_classes(exact.costs),
+                                    exact.edges, exact.weights)  # fmt: skip
+        assert torch.equal(on_padded[0][:num_edges], on_exact[0])
+        assert torch.equal(on_padded[1][:num_clusters], on_exact[1])
+        assert (on_padded[1][num_clusters:] == -1).all()  # rows past the clusters pick nothing
 
 
 def test_cluster_classes_take_the_lowest_class_on_ties():

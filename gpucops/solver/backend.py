@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .hostbuild import DEFAULT_FLAGS, build_library
-from .steps import LOW32, Steps, TorchSteps, unpack_picks
+from .steps import LOW32, Steps, TorchSteps
 
 __all__ = ["KernelSteps", "cuda_sources", "host_library", "steps_for"]
 
@@ -49,7 +49,9 @@ _SIGNATURES = {
     "bucket_sum_rows": "iipppp",
     "edge_remap": "ipppp",
     "edge_runs": "ippp",
-    "edge_write": "ipppppp",
+    "edge_write": "ippppppp",
+    "edge_pad": "ippp",
+    "unpack_picks": "ipp",
     "star_mark": "ipp",
     "star_keys": "ippp",
     "internal_keys": "ippp",
@@ -244,14 +246,20 @@ class KernelSteps(Steps):
             weights.contiguous(), costs.contiguous(), minimum.contiguous(), argmin.contiguous(),
             scores, best,
         )  # fmt: skip
-        return scores, unpack_picks(best)
+        return scores, self._unpack_picks(best)
 
     def pick(self, scores, edges, num_clusters):
         best = self._temporary("best", num_clusters).zero_()
         self._launch(
             "pick", scores.shape[0], scores.shape[0], edges.contiguous(), scores.contiguous(), best
         )
-        return unpack_picks(best)
+        return self._unpack_picks(best)
+
+    def _unpack_picks(self, best: torch.Tensor) -> torch.Tensor:
+        """:func:`~gpucops.solver.steps.unpack_picks` as one kernel."""
+        picks = torch.empty_like(best)
+        self._launch("unpack_picks", best.shape[0], best.shape[0], best, picks)
+        return picks
 
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
@@ -287,23 +295,25 @@ class KernelSteps(Steps):
                 f"the contraction kernels take at most 2^32 items and 2^31 buckets, got "
                 f"{keys.shape[0]} items and {num_buckets} buckets"
             )
-        counts = self._temporary(f"{name} counts", num_buckets).zero_()
+        # the counts and the prefix sum in one buffer, so one launch zeroes the counts and
+        # start[0] (`start[0] = 0` would copy a host number and wait for it)
+        counted = self._temporary(f"{name} counts", 2 * num_buckets + 1)
+        counts, start = counted[:num_buckets], counted[num_buckets:]
+        counted[: num_buckets + 1].zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
-        start = self._temporary(f"{name} start", num_buckets + 1)
-        start[:1].zero_()  # on the device: `start[0] = 0` copies a host number and waits for it
         torch.cumsum(counts, 0, out=start[1:])
         # sized by capacity (at most every item has a bucket), not by start[-1], whose read-back
         # would stop the host until the device caught up; consumers read slots by start only
         slot = self._temporary(f"{name} slot", keys.shape[0])
-        fill = counts.zero_()
         n = keys.shape[0]
         if payload is None:
-            self._launch("bucket_fill", n, n, keys, secondary, start, fill, slot)
+            # the fill counts each bucket back down to zero (its cursor): no second zeroed array
+            self._launch("bucket_fill", n, n, keys, secondary, start, counts, slot)
             self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
             return start, slot, None
         slot_payload = self._temporary(f"{name} payload", slot.shape[0], torch.float64)
         self._launch(
-            "bucket_fill_payload", n, n, keys, secondary, payload, start, fill, slot, slot_payload
+            "bucket_fill_payload", n, n, keys, secondary, payload, start, counts, slot, slot_payload
         )
         self._launch("bucket_sort_payload", num_buckets, num_buckets, start, slot, slot_payload)
         return start, slot, slot_payload
@@ -325,10 +335,30 @@ class KernelSteps(Steps):
         )
         return out
 
-    def coalesce(self, edges, weights, mapping, num_clusters, out=""):
-        """As :meth:`Steps.coalesce`; ``out`` names kept buffers to write into (see
+    def coalesce_padded(self, edges, weights, mapping, num_clusters, out=""):
+        """As :meth:`Steps.coalesce_padded`; ``out`` names kept buffers to write into (see
         :meth:`_temporary`), "" = new tensors."""
+        return self._coalesce(edges, weights, mapping, num_clusters, out, pad=True)
+
+    def coalesce(self, edges, weights, mapping, num_clusters, out=""):
+        """As :meth:`Steps.coalesce`; ``out`` as in :meth:`coalesce_padded`."""
+        merged, merged_weights, count = self._coalesce(
+            edges, weights, mapping, num_clusters, out, pad=False
+        )
+        total = int(count)
+        return merged[:total], merged_weights[:total]
+
+    def _coalesce(self, edges, weights, mapping, num_clusters, out, pad):
+        """The coalesced edges into capacity-sized outputs and their count ``[1]`` on the
+        device; ``pad``: make the rows after the count inert."""
         num_edges = edges.shape[0]
+        merged = self._output(out and out + ".edges", 2 * num_edges, torch.int64)
+        merged, merged_weights = (
+            merged.view(num_edges, 2),
+            self._output(out and out + ".weights", num_edges, torch.float64),
+        )
+        if num_clusters == 0:  # no clusters, so no edges: nothing to launch
+            return merged, merged_weights, torch.zeros(1, dtype=torch.int64, device=self.device)
         low, high = self._temporary("low", num_edges), self._temporary("high", num_edges)
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
         start, slot, slot_weights = self._buckets(
@@ -337,14 +367,14 @@ class KernelSteps(Steps):
         unique = self._temporary("unique", num_clusters)
         self._launch("edge_runs", num_clusters, num_clusters, start, slot, unique)
         end = torch.cumsum(unique, 0)
-        total = int(end[-1]) if num_clusters else 0
-        merged = self._output(out and out + ".edges", 2 * total, torch.int64).view(total, 2)
-        merged_weights = self._output(out and out + ".weights", total, torch.float64)
         self._launch(
-            "edge_write", num_clusters, num_clusters, start, slot, slot_weights,
-            end - unique, merged, merged_weights,
+            "edge_write", num_clusters, num_clusters, start, slot, slot_weights, end, unique,
+            merged, merged_weights,
         )  # fmt: skip
-        return merged, merged_weights
+        count = end[-1:]
+        if pad:
+            self._launch("edge_pad", num_edges, num_edges, count, merged, merged_weights)
+        return merged, merged_weights, count
 
     def tile_roots(self, costs, edges, weights, tiles, num_images):
         # the kernel reads the edges inside tiles from the tile lists, not from ``edges``

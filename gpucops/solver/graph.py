@@ -10,7 +10,7 @@ Steps`, so the kernels and the torch reference contract alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -23,6 +23,12 @@ __all__ = ["ClusterGraph"]
 class ClusterGraph:
     """Clusters of nodes with their class costs and the coalesced edges between them.
 
+    A contraction's output is sized by capacity (the graph it came from) and carries its real
+    sizes on the device (``sizes``), so no step of a round waits for the device to learn them;
+    the round loop reads them once a round, with its other questions, and keeps the leading rows
+    (:meth:`settled`). Until then the rows after the real ones are inert: zero class costs, no
+    edges of their own, and edges (0, 0) of weight −inf, which score −inf and pick nothing.
+
     Attributes:
         costs: ``[C, K]`` float64 summed class costs (forbidden labels +inf).
         edges: ``[E, 2]`` int64, low < high, sorted by (low, high), no duplicates.
@@ -32,6 +38,10 @@ class ClusterGraph:
         steps: the implementation its steps and contractions run on.
         buffer: which of two kept buffers of ``steps`` holds the arrays (a contraction writes
             into the other, so it never overwrites what it reads).
+        sizes: ``[2]`` int64 on the device, the clusters and edges the arrays hold when they are
+            sized by capacity (a contraction's output); None when the arrays are exact.
+        per_image: ``[num_images]`` int64 clusters of each image (a contraction counts them), or
+            None to count them from ``image``.
     """
 
     costs: torch.Tensor
@@ -41,31 +51,79 @@ class ClusterGraph:
     num_images: int
     steps: Steps
     buffer: int = 0
+    sizes: torch.Tensor | None = None
+    per_image: torch.Tensor | None = None
 
     @property
     def num_clusters(self) -> int:
+        """The clusters (the capacity while :attr:`sizes` is pending)."""
         return self.costs.shape[0]
+
+    def clusters_per_image(self) -> torch.Tensor:
+        """``[num_images]`` int64: the clusters of each image."""
+        if self.per_image is not None:
+            return self.per_image
+        return index_counts(self.image, self.num_images)
+
+    def settled(self, num_clusters: int, num_edges: int) -> ClusterGraph:
+        """The graph with exact arrays: the first ``num_clusters`` clusters and ``num_edges``
+        edges (the :attr:`sizes` the host has read)."""
+        return replace(
+            self,
+            costs=self.costs[:num_clusters],
+            edges=self.edges[:num_edges],
+            weights=self.weights[:num_edges],
+            image=self.image[:num_clusters],
+            sizes=None,
+        )
 
     def local_index(self) -> torch.Tensor:
         """``[C]`` int64 index of each cluster within its image (what the coin hashes, so a
-        batch decides as its images alone would)."""
-        per_image = index_counts(self.image, self.num_images)
+        batch decides as its images alone would); exact arrays only."""
+        per_image = self.clusters_per_image()
         first = torch.cumsum(per_image, 0) - per_image
         return torch.arange(self.num_clusters, device=self.image.device) - first[self.image]
 
-    def contract(self, root: torch.Tensor) -> tuple[ClusterGraph, torch.Tensor]:
-        """Merge every cluster into its ``root [C]`` int64 (a root is its own): roots keep their
-        order under compact new indices. Returns the contracted graph and the new index ``[C]``
-        int64 of every cluster."""
-        is_root = root == torch.arange(self.num_clusters, device=root.device)
-        mapping = (torch.cumsum(is_root, 0) - 1)[root]
-        num_roots = int(is_root.sum())
+    def contract(
+        self, root: torch.Tensor, exact: bool = False
+    ) -> tuple[ClusterGraph, torch.Tensor]:
+        """Merge every cluster of this exact graph into its ``root [C]`` int64 (a root is its
+        own): roots keep their order under compact new indices. Returns the contracted graph and
+        the new index ``[C]`` int64 of every cluster.
+
+        The contracted graph is sized by capacity, with its :attr:`sizes` on the device: no host
+        sync, as a round needs. ``exact``: two reads (the roots, the edges) size it exactly —
+        for a contraction that leaves few clusters, like the pre-pass's, where the capacity's
+        rows would cost more than the reads."""
+        capacity, device = self.num_clusters, root.device
+        if capacity == 0:
+            return self, root.clone()
+        is_root = root == torch.arange(capacity, device=device)
+        ordinal = torch.cumsum(is_root, 0)
+        mapping = (ordinal - 1)[root]
+        clusters = int(ordinal[-1]) if exact else capacity
         buffer = 1 - self.buffer
         out = f"graph {buffer}"
-        costs = self.steps.segment_sum(self.costs, mapping, num_roots, out + ".costs")
-        edges, weights = self.steps.coalesce(self.edges, self.weights, mapping, num_roots, out)
+        # rows past the roots sum no member: zero class costs
+        costs = self.steps.segment_sum(self.costs, mapping, clusters, out + ".costs")
         # each root's image, scattered from its members (all of one image) rather than read
         # through the boolean mask, which would wait for the device to size its result
-        image = self.image.new_empty(num_roots).scatter_(0, mapping, self.image)
-        contracted = ClusterGraph(costs, edges, weights, image, self.num_images, self.steps, buffer)
+        if exact:
+            edges, weights = self.steps.coalesce(self.edges, self.weights, mapping, clusters, out)
+            image = self.image.new_empty(clusters).scatter_(0, mapping, self.image)
+            per_image = index_counts(image, self.num_images)
+            return replace(self, costs=costs, edges=edges, weights=weights, image=image,
+                           buffer=buffer, per_image=per_image), mapping  # fmt: skip
+        edges, weights, num_edges = self.steps.coalesce_padded(
+            self.edges, self.weights, mapping, clusters, out
+        )
+        image = self.image.new_zeros(clusters).scatter_(0, mapping, self.image)  # past: image 0
+        # the clusters per image, which the padded image cannot count
+        per_image = torch.zeros(self.num_images, dtype=torch.int64, device=device)
+        per_image.index_add_(0, self.image, is_root.long())
+        sizes = torch.cat([ordinal[-1:], num_edges])
+        contracted = replace(
+            self, costs=costs, edges=edges, weights=weights, image=image, buffer=buffer,
+            sizes=sizes, per_image=per_image,
+        )  # fmt: skip
         return contracted, mapping

@@ -16,7 +16,7 @@ import torch
 from .backend import steps_for
 from .graph import ClusterGraph
 from .options import ParallelOptions
-from .steps import Steps, index_counts, top_fraction_scores
+from .steps import Steps, top_fraction_scores
 from .tiles import Tiles, node_tiles
 
 __all__ = ["ContractionResult", "contract_rounds", "sum_rounds"]
@@ -48,14 +48,27 @@ def _tail_roots(graph: ClusterGraph, finishing: torch.Tensor) -> torch.Tensor:
     Off the CPU the graph goes to the host build and the roots come back: the kernel runs a
     tile on one thread, and an image's tail (up to ``tail`` clusters, thousands of edges) is one
     long dependent chain, milliseconds on a CPU core but far more at a GPU thread's memory
-    latency; the copies are one transfer per array each way (the host build equals the kernel
-    bit for bit)."""
+    latency; the arrays go over in one transfer, the roots back in another (the host build
+    equals the kernel bit for bit)."""
     arrays = (graph.costs, graph.edges, graph.weights, graph.image, finishing)
     device = graph.costs.device
     if not _tail_on_host(device):
         return _exact_roots(graph.steps, *arrays, graph.num_images)
-    host = [array.cpu() for array in arrays]
+    host = _to_host(arrays)
     return _exact_roots(steps_for(torch.device("cpu")), *host, graph.num_images).to(device)
+
+
+def _to_host(arrays: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """``arrays`` copied to the CPU in one transfer (one wait for the device, not one each): their
+    bytes packed end to end, then viewed back. Each array but the last must take a multiple of
+    8 bytes, so every view starts aligned."""
+    packed = torch.cat([array.contiguous().view(-1).view(torch.uint8) for array in arrays]).cpu()
+    views, offset = [], 0
+    for array in arrays:
+        size = array.numel() * array.element_size()
+        views.append(packed[offset : offset + size].view(array.dtype).view(array.shape))
+        offset += size
+    return views
 
 
 def _tail_on_host(device: torch.device) -> bool:
@@ -87,42 +100,60 @@ def contract_rounds(
     """
     steps = graph.steps
     num_nodes = graph.num_clusters
-    node_cluster = torch.arange(num_nodes, device=graph.costs.device)
+    device = graph.costs.device
+    node_cluster = torch.arange(num_nodes, device=device)
     if tiles is not None:
         root = steps.tile_roots(graph.costs, graph.edges, graph.weights, tiles, tile_images)
-        graph, node_cluster = graph.contract(root)
+        # two reads, outside the rounds: the pre-pass leaves ~1/60 of the nodes, and the sums
+        # and the first round would pay for every row of a graph still sized by its N nodes
+        graph, node_cluster = graph.contract(root, exact=True)
     tile_merges = num_nodes - graph.num_clusters
     # each round maps the clusters to the next graph's: compose those maps at cluster level (the
     # pre-pass leaves ~1/60 of the nodes) and apply them to the nodes once, after the last round
     # — not an O(N) gather over every pixel each round
-    cluster_map = torch.arange(graph.num_clusters, device=graph.costs.device)
+    cluster_map: torch.Tensor | None = None
     merges_per_round: list[int] = []
+    contracted_from = graph.num_clusters  # clusters before the last round's contraction
     round_index = 0
-    device = graph.costs.device
     # images the exact greedy has finished (no edge of theirs is worth contracting any more),
-    # and its merges, counted on the device and read once at the end
+    # and its merges, counted on the device and read with the last pass's questions
     finished = torch.zeros(graph.num_images, dtype=torch.bool, device=device)
-    tail_merges = torch.zeros((), dtype=torch.int64, device=device)
+    tail_merges = torch.zeros(1, dtype=torch.int64, device=device)
     while True:
+        # a contraction's graph is still sized by capacity here (its inert rows pick nothing):
+        # the classes and picks run on it, and one read of the device answers the pass's
+        # questions and sizes the rest — the only host sync of a round
         costs, edges, weights = graph.costs, graph.edges, graph.weights
         minimum, argmin = steps.cluster_classes(costs)
         scores, picks = steps.score_pick(costs, minimum, argmin, edges, weights)
-        # an image small enough is finished by the exact greedy instead of more, nearly empty
-        # rounds; per image, so a batch decides as its images alone would
+        questions = [tail_merges]
+        if graph.sizes is not None:
+            questions.append(graph.sizes)
         done = None
         if options.tail:
-            # a finished image is left alone: the rounds' sums, in another order than the
-            # greedy's, can lift an edge it left at t ≤ 0 a rounding above zero
+            # an image small enough is finished by the exact greedy instead of more, nearly
+            # empty rounds; per image, so a batch decides as its images alone would. A finished
+            # image is left alone: the rounds' sums, in another order than the greedy's, can
+            # lift an edge it left at t ≤ 0 a rounding above zero
             done = finished[graph.image]
             picks = torch.where(done, -1, picks)
-            counts = index_counts(graph.image, graph.num_images)
-            finishing = (counts <= options.tail) & ~finished
-            # one read of the device for the three questions of the pass
-            more, finish_some, finish_all = torch.stack(
-                [(picks >= 0).any(), finishing.any(), (finishing | finished).all()]
-            ).tolist()  # fmt: skip
+            finishing = (graph.clusters_per_image() <= options.tail) & ~finished
+            flags = [(picks >= 0).any(), finishing.any(), (finishing | finished).all()]
         else:
-            more, finish_some, finish_all = bool((picks >= 0).any()), False, False
+            flags = [(picks >= 0).any()]
+        tail_total, *answers = torch.cat([*questions, torch.stack(flags)]).tolist()
+        if graph.sizes is not None:
+            (clusters, num_edges), answers = answers[:2], answers[2:]
+        more, *finishing_flags = map(bool, answers)
+        finish_some, finish_all = finishing_flags or (False, False)
+        if graph.sizes is not None:
+            merges_per_round.append(contracted_from - clusters)
+            graph = graph.settled(clusters, num_edges)
+            minimum, argmin, picks = minimum[:clusters], argmin[:clusters], picks[:clusters]
+            scores = scores[:num_edges]
+            costs, edges, weights = graph.costs, graph.edges, graph.weights
+            if done is not None:
+                done = done[:clusters]
         if not more:
             break
         root = None
@@ -144,12 +175,13 @@ def contract_rounds(
             identity = torch.arange(graph.num_clusters, device=device)
             tail_merges += (in_tail & (exact != identity)).sum()
             finished |= finishing
-        contracted, mapping = graph.contract(root)
-        merges_per_round.append(graph.num_clusters - contracted.num_clusters)
-        graph, cluster_map = contracted, mapping[cluster_map]
+        contracted_from = graph.num_clusters
+        graph, mapping = graph.contract(root)
+        cluster_map = mapping if cluster_map is None else mapping[cluster_map]
         round_index += 1
-    node_cluster = cluster_map[node_cluster]
+    if cluster_map is not None:
+        node_cluster = cluster_map[node_cluster]
     # the last graph's classes (no edge left to contract)
     return ContractionResult(
-        argmin[node_cluster], node_cluster, merges_per_round, tile_merges, int(tail_merges)
+        argmin[node_cluster], node_cluster, merges_per_round, tile_merges, tail_total
     )

@@ -205,6 +205,26 @@ class Steps:
         sorted by pair, parallel edges summed in edge order (float64)."""
         raise NotImplementedError
 
+    def coalesce_padded(
+        self,
+        edges: torch.Tensor,
+        weights: torch.Tensor,
+        mapping: torch.Tensor,
+        num_clusters: int,
+        out: str = "",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`coalesce` into ``[E, 2]`` and ``[E]`` outputs, the capacity (the input's edge
+        count), with the count of edges it holds as ``[1]`` int64 on the device: the rows after
+        that are inert — edge (0, 0), weight −inf, which scores −inf and bids for no pick. The
+        host need not read the count before the next steps (one read a round sizes them all)."""
+        merged, merged_weights = self.coalesce(edges, weights, mapping, num_clusters, out)
+        count, padding = merged.shape[0], edges.shape[0] - merged.shape[0]
+        return (
+            torch.cat([merged, merged.new_zeros(padding, 2)]),
+            torch.cat([merged_weights, merged_weights.new_full((padding,), float("-inf"))]),
+            torch.tensor([count], device=merged.device),
+        )
+
     def tile_roots(
         self,
         costs: torch.Tensor,
