@@ -12,8 +12,8 @@ buffers, kernels) filled, as every solve after the first does.
 
 Counting rules:
 - **torch ops**: every aten op the solve's Python dispatches (views and allocations included: each
-  costs host time), except those inside the project's launcher (the DLPack exports: a ``detach``
-  per pointer).
+  costs host time), except those inside the project's launcher (none since it passes raw
+  pointers) and the tail's greedy on the host.
 - **launches**: every kernel a GPU would run, one per op: the torch ops that compute on tensor
   data, plus the project's own kernel launches. Not launches: views (ops whose schema returns an
   alias of an input they do not write: ``view``, ``as_strided``, ``detach``, ``alias``, ``t``,

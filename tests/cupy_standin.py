@@ -1,9 +1,9 @@
 """The CUDA launch path of :class:`~gpucops.solver.backend.KernelSteps` on CPU tensors.
 
 :func:`cuda_launch_path` switches the host's kernels onto the code that launches them on a GPU —
-device selection, stream handling, DLPack exports, the module's compile options — with a stand-in
-for CuPy whose exports are torch's real ``__dlpack__`` (which refuses what CuPy would refuse) and
-whose kernels are the host build's, and with recording stand-ins for torch's CUDA streams. What a
+device selection, stream handling, raw-pointer arguments, the module's compile options — with a
+stand-in for CuPy whose kernels are the host build's (taking the arguments as CuPy would pass
+them: 8-byte numpy scalars), and with recording stand-ins for torch's CUDA streams. What a
 first GPU run would trip over in that code shows here, without one.
 """
 
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy
 import pytest
 import torch
 
@@ -43,17 +44,14 @@ class Stream:
 
 @dataclass
 class StandIn:
-    """What the launch path did: the context of every export, the compiled programs, the
+    """What the launch path did: the context of every launch, the compiled programs, the
     streams the kept buffers recorded."""
 
     library: ctypes.CDLL
     current: Stream = field(default_factory=lambda: Stream(7))
     device: list[int | None] = field(default_factory=list)  # CuPy's device stack
-    torch_device: list[int | None] = field(default_factory=list)
     stream: list[tuple[int, int | None]] = field(default_factory=list)
-    exports: list[tuple[int | None, int | None, tuple[int, int | None] | None]] = field(
-        default_factory=list
-    )
+    launches: list[tuple[int | None, tuple[int, int | None] | None]] = field(default_factory=list)
     programs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     recorded: list[tuple[int, Stream]] = field(default_factory=list)
 
@@ -70,17 +68,6 @@ class StandIn:
     ) -> contextlib.AbstractContextManager:
         return _entered(self.stream, (pointer, device_id))
 
-    def from_dlpack(self, tensor: torch.Tensor) -> torch.Tensor:
-        exported = torch.from_dlpack(tensor)  # torch's own export: BufferError where CuPy's is
-        self.exports.append(
-            (
-                self.device[-1] if self.device else None,
-                self.torch_device[-1] if self.torch_device else None,
-                self.stream[-1] if self.stream else None,
-            )
-        )
-        return exported
-
     def RawModule(self, code: str, options: tuple[str, ...]) -> StandIn:
         self.programs.append((code, options))
         return self
@@ -88,15 +75,16 @@ class StandIn:
     def get_function(self, name: str):
         def launch(grid: tuple[int], block: tuple[int], args: tuple) -> None:
             assert grid[0] * block[0] > 0
-            values = [a.data_ptr() if isinstance(a, torch.Tensor) else int(a) for a in args]
-            getattr(self.library, name)(*values)
+            # what CuPy passes by value as 8 bytes: integers and pointers as numpy scalars
+            assert all(type(a) in (numpy.int64, numpy.uint64) for a in args), args
+            self.launches.append(
+                (self.device[-1] if self.device else None, self.stream[-1] if self.stream else None)
+            )
+            getattr(self.library, name)(*map(int, args))
 
         return launch
 
     # the parts of torch.cuda the launch path uses
-    def torch_cuda_device(self, index: int | None) -> contextlib.AbstractContextManager:
-        return _entered(self.torch_device, index)
-
     def current_stream(self, device: torch.device | None = None) -> Stream:
         return self.current
 
@@ -110,9 +98,9 @@ def cuda_launch_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     assert isinstance(steps, KernelSteps)
     with monkeypatch.context() as patch:
         backend._cuda_module.cache_clear()
+        backend._cuda_function.cache_clear()
         patch.setitem(sys.modules, "cupy", standin)
         patch.setattr(torch.cuda, "current_stream", standin.current_stream)
-        patch.setattr(torch.cuda, "device", standin.torch_cuda_device)
         patch.setattr(
             torch.Tensor,
             "record_stream",
@@ -124,3 +112,4 @@ def cuda_launch_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
             yield standin
         finally:
             backend._cuda_module.cache_clear()
+            backend._cuda_function.cache_clear()

@@ -1,5 +1,5 @@
 """The faults a first GPU run would hit in the CUDA launch path, caught on the CPU (issue 19):
-inputs that require grad, exports outside the launch's stream and device, the default device,
+inputs that require grad, launches outside the launch's stream and device, the default device,
 kept buffers moving between streams, and CuPy's cache key. Each solve here runs the real launch
 code with a stand-in for CuPy (``tests/cupy_standin.py``)."""
 
@@ -36,7 +36,7 @@ def test_the_cuda_launch_path_solves_as_the_host(monkeypatch):
         got = gpucops.solve(*args)
     assert_same_labeling(got, expected)
     assert standin.programs == [cuda_program()]  # compiled once, with the options of the key
-    assert standin.exports
+    assert standin.launches
 
 
 def test_inputs_that_require_grad_solve_on_the_cuda_launch_path(monkeypatch):
@@ -53,15 +53,26 @@ def test_inputs_that_require_grad_solve_on_the_cuda_launch_path(monkeypatch):
     assert not any(buffer.requires_grad for buffer in kept)  # no caller's graph kept alive
 
 
-def test_exports_happen_inside_the_launch_device_and_stream(monkeypatch):
-    # outside the stream's context, CuPy's current stream is another than torch's, and torch
-    # synchronises the two with an event and a wait for every pointer of every launch
+def test_launches_happen_inside_the_launch_device_and_stream(monkeypatch):
+    # outside the stream's context, CuPy's current stream is another than torch's, and the
+    # kernels would run unordered with torch's work on the same tensors
     with cuda_launch_path(monkeypatch) as standin:
         steps = steps_for(HOST)
         gpucops.solve(*problem_arguments())
     index = steps.device.index
-    expected = (index, index, (standin.current.cuda_stream, index))
-    assert standin.exports and set(standin.exports) == {expected}
+    expected = (index, (standin.current.cuda_stream, index))
+    assert standin.launches and set(standin.launches) == {expected}
+
+
+def test_a_tensor_of_another_device_is_refused_before_the_launch(monkeypatch):
+    # a raw pointer of another device would fault inside the kernel: a clear error instead
+    with cuda_launch_path(monkeypatch) as standin:
+        steps = steps_for(HOST)
+        costs = torch.zeros(3, 2, dtype=torch.float64, device="meta")
+        minimum, argmin = torch.empty(3, dtype=torch.float64), torch.empty(3, dtype=torch.int64)
+        with pytest.raises(ValueError, match="kernel row_min runs on cpu, got a tensor on meta"):
+            steps._launch("row_min", 3, 3, 2, costs, minimum, argmin)
+    assert not standin.launches
 
 
 def test_a_bare_cuda_device_means_the_current_one(monkeypatch):

@@ -7,10 +7,11 @@ as the torch reference :class:`~gpucops.solver.steps.TorchSteps`, and matches it
 ``cuda/shim.cuh``): for the host with g++ (OpenMP when the compiler has it) into the per-user
 cache of :mod:`gpucops.solver.hostbuild`, called through ctypes —
 the CPU fallback, and what CI runs — and for CUDA devices through CuPy's ``RawModule`` (NVRTC),
-compiled once per process and device, sharing memory with torch through DLPack on torch's
-current stream. ``GPUCOPS_HOST_SANITIZE=address`` builds the host library with AddressSanitizer
-(load it in a process started with libasan preloaded); :func:`host_library` builds other variants
-(the tests' order-perturbation, ThreadSanitizer and flush-to-zero builds).
+compiled once per process and device, launched on torch's current stream with the tensors' raw
+pointers (no copies, no per-tensor export). ``GPUCOPS_HOST_SANITIZE=address`` builds the host
+library with AddressSanitizer (load it in a process started with libasan preloaded);
+:func:`host_library` builds other variants (the tests' order-perturbation, ThreadSanitizer and
+flush-to-zero builds).
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ def _cuda_module(device_index: int):  # pragma: no cover - needs a GPU
         return cupy.RawModule(code=code, options=options)
 
 
+@functools.cache
+def _cuda_function(device_index: int, name: str):
+    """The kernel ``name`` of the module on a device, looked up once."""
+    return _cuda_module(device_index).get_function(name)
+
+
 def _resolved(device: torch.device) -> torch.device:
     """``device`` with its index: a bare ``cuda`` means the current CUDA device, not device 0."""
     if device.type == "cuda" and device.index is None:
@@ -197,24 +204,25 @@ class KernelSteps(Steps):
 
         index = self.device.index
         stream = torch.cuda.current_stream(self.device)
-        function = _cuda_module(index).get_function(name)
         threads = _THREADS_OF.get(name, _THREADS)
-        # The exports happen inside the launch's device and stream, for torch and CuPy alike:
-        # CuPy hands its current stream to ``__dlpack__``, and torch makes that stream wait for
-        # its own current stream (an event and a wait per tensor) unless they are the same.
-        # Detached: a tensor that requires grad refuses the export (``BufferError``), and the
-        # kernels never need the autograd graph.
+        # Raw pointers, passed by value as 8-byte integers (a pointer parameter's size and
+        # alignment), not DLPack exports: an export cost ~9 µs of host work per tensor (0.6 µs
+        # this way, benchmarks/RESULTS.md), took an event and a wait whenever CuPy's stream was
+        # not torch's, and refused tensors that require grad (the kernels never need the graph).
+        # The launch goes on torch's current stream, where every tensor's last writer ran.
+        values = []
+        for code, value in zip(_SIGNATURES[name], args, strict=True):
+            if code == "i":
+                values.append(numpy.int64(value))
+            elif value.device != self.device:  # a pointer of another device would fault
+                raise ValueError(
+                    f"kernel {name} runs on {self.device}, got a tensor on {value.device}"
+                )
+            else:
+                values.append(numpy.uint64(value.data_ptr()))
         cuda = cupy.cuda
-        with (
-            torch.cuda.device(index),
-            cuda.Device(index),
-            cuda.ExternalStream(stream.cuda_stream, index),
-        ):
-            converted = tuple(
-                cupy.from_dlpack(value.detach()) if code == "p" else numpy.int64(value)
-                for code, value in zip(_SIGNATURES[name], args, strict=True)
-            )
-            function(((count + threads - 1) // threads,), (threads,), converted)
+        with cuda.Device(index), cuda.ExternalStream(stream.cuda_stream, index):
+            _cuda_function(index, name)(((count + threads - 1) // threads,), (threads,), values)
 
     def input_costs(self, node_costs, label_mask, image):
         # into a kept buffer: fresh pages for hundreds of MB cost more than the copy itself at
