@@ -80,11 +80,15 @@ __device__ __forceinline__ unsigned int gpucops_float32_bits(double t) {
 // Edge e = (u, v) with score t > 0 bids for being u's and v's pick: key = (float32 bits of t) << 32
 // | (0xFFFFFFFF − e), so the max is the largest t, then the lowest e (positive floats order as
 // their bits).
+__device__ __forceinline__ unsigned long long gpucops_pick_key(long long e, double t) {
+    return ((unsigned long long)gpucops_float32_bits(t) << 32) |
+           (0xFFFFFFFFULL - (unsigned long long)e);
+}
+
 __device__ __forceinline__ void gpucops_bid(long long e, long long u, long long v, double t,
                                             unsigned long long* best) {
     if (t > 0) {
-        const unsigned long long key = ((unsigned long long)gpucops_float32_bits(t) << 32) |
-                                       (0xFFFFFFFFULL - (unsigned long long)e);
+        const unsigned long long key = gpucops_pick_key(e, t);
         gpucops_atomic_max(best + u, key);
         gpucops_atomic_max(best + v, key);
     }
@@ -397,6 +401,33 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
         for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
             internal += weights[gpucops_slot_item(internal_slot[s])];
         merge_cost[b] = best - minima - internal;
+    }
+}
+
+// The check's shrink. A member c of a star (root[c] != c) is rejected when its star's merge cost
+// is not negative; its key is its pick's (gpucops_bid's key of picks[c], whose t > 0: every member
+// joined through its pick). First pass: best[r] = the largest key of r's rejected members (best
+// zeroed before the launch).
+extern "C" __global__ void star_shrink_bid(long long num_clusters, const long long* root,
+                                           const long long* picks, const double* scores,
+                                           const double* merge_cost, unsigned long long* best) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const long long r = root[c], e = picks[c];
+        if (r != c && !(merge_cost[r] < 0))
+            gpucops_atomic_max(best + r, gpucops_pick_key(e, scores[e]));
+    }
+}
+
+// Second pass: a rejected member stays alone unless its key is its star's best (the best leaf
+// keeps the star as a pair); everyone else keeps root[c].
+extern "C" __global__ void star_shrink(long long num_clusters, const long long* root,
+                                       const long long* picks, const double* scores,
+                                       const double* merge_cost, const unsigned long long* best,
+                                       long long* checked) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const long long r = root[c];
+        const bool rejected = r != c && !(merge_cost[r] < 0);
+        checked[c] = rejected && best[r] != gpucops_pick_key(picks[c], scores[picks[c]]) ? c : r;
     }
 }
 

@@ -53,6 +53,8 @@ _SIGNATURES = {
     "edge_write": "ippppppp",
     "edge_pad": "ippp",
     "unpack_picks": "ipp",
+    "star_shrink_bid": "ippppp",
+    "star_shrink": "ipppppp",
     "star_mark": "ipp",
     "star_keys": "ippp",
     "internal_keys": "ippp",
@@ -404,6 +406,20 @@ class KernelSteps(Steps):
             root,
         )  # fmt: skip
         return root
+
+    def checked_roots(self, root, picks, scores, costs, minimum, edges, weights):
+        # Steps.checked_roots as two kernels after the star costs (its torch glue was ~20
+        # launches a round)
+        count = root.shape[0]
+        if scores.numel() == 0:  # no edges, no stars
+            return root
+        merge_cost = self.star_costs(root, costs, minimum, edges, weights)
+        best = self._temporary("shrink best", count).zero_()
+        root, picks, scores = root.contiguous(), picks.contiguous(), scores.contiguous()
+        self._launch("star_shrink_bid", count, count, root, picks, scores, merge_cost, best)
+        checked = torch.empty_like(root)
+        self._launch("star_shrink", count, count, root, picks, scores, merge_cost, best, checked)
+        return checked
 
     def edge_cut(self, edges, labels):
         # in a kept buffer, valid until the next call
