@@ -9,7 +9,8 @@ the results of its images one by one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -115,9 +116,11 @@ def contract_rounds(
     merges_per_round: list[int] = []
     contracted_from = graph.num_clusters  # clusters before the last round's contraction
     round_index = 0
-    # images the exact greedy has finished (no edge of theirs is worth contracting any more),
-    # and its merges, counted on the device and read with the last pass's questions
-    finished = torch.zeros(graph.num_images, dtype=torch.bool, device=device)
+    # images the exact greedy has finished (on the host: each pass reads which images are small
+    # enough; on the device for the finishing pass's masks), and its merges, counted on the
+    # device and read with the last pass's questions
+    finished = [False] * graph.num_images
+    finished_on_device = torch.zeros(graph.num_images, dtype=torch.bool, device=device)
     tail_merges = torch.zeros(1, dtype=torch.int64, device=device)
     while True:
         # a contraction's graph is still sized by capacity here (its inert rows pick nothing):
@@ -126,55 +129,49 @@ def contract_rounds(
         costs, edges, weights = graph.costs, graph.edges, graph.weights
         minimum, argmin = steps.cluster_classes(costs)
         scores, picks = steps.score_pick(costs, minimum, argmin, edges, weights)
-        questions = [tail_merges]
-        if graph.sizes is not None:
-            questions.append(graph.sizes)
-        done = None
+        questions = [tail_merges, *([graph.sizes] if graph.sizes is not None else [])]
+        questions.append((picks >= 0).any().view(1))
         if options.tail:
             # an image small enough is finished by the exact greedy instead of more, nearly
-            # empty rounds; per image, so a batch decides as its images alone would. A finished
-            # image is left alone: the rounds' sums, in another order than the greedy's, can
-            # lift an edge it left at t ≤ 0 a rounding above zero
-            done = finished[graph.image]
-            picks = torch.where(done, -1, picks)
-            finishing = (graph.clusters_per_image() <= options.tail) & ~finished
-            flags = [(picks >= 0).any(), finishing.any(), (finishing | finished).all()]
-        else:
-            flags = [(picks >= 0).any()]
-        tail_total, *answers = torch.cat([*questions, torch.stack(flags)]).tolist()
+            # empty rounds; per image, so a batch decides as its images alone would
+            small = graph.clusters_per_image() <= options.tail
+            questions.append(small)
+        tail_total, *answers = torch.cat(questions).tolist()
         if graph.sizes is not None:
             (clusters, num_edges), answers = answers[:2], answers[2:]
-        more, *finishing_flags = map(bool, answers)
-        finish_some, finish_all = finishing_flags or (False, False)
-        if graph.sizes is not None:
             merges_per_round.append(contracted_from - clusters)
             graph = graph.settled(clusters, num_edges)
             minimum, argmin, picks = minimum[:clusters], argmin[:clusters], picks[:clusters]
             scores = scores[:num_edges]
             costs, edges, weights = graph.costs, graph.edges, graph.weights
-            if done is not None:
-                done = done[:clusters]
+        more, small_images = bool(answers[0]), [bool(a) for a in answers[1:]]
         if not more:
             break
+        # an image, once small, stays small (clusters only merge)
+        finish_some = any(s and not f for s, f in zip(small_images, finished, strict=False))
         root = None
-        if not finish_all:  # some image goes on with a round
+        if not (small_images and all(small_images)):  # some image goes on with a round
             if options.top_fraction is not None:
                 edge_image = graph.image[edges[:, 0]]
                 scores = top_fraction_scores(
                     scores, edge_image, graph.num_images, options.top_fraction
                 )
                 picks = steps.pick(scores, edges, graph.num_clusters)
-                if done is not None:
-                    picks = torch.where(done, -1, picks)
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:
+            finishing = small & ~finished_on_device
             exact = _tail_roots(graph, finishing)
             in_tail = finishing[graph.image]
             root = exact if root is None else torch.where(in_tail, exact, root)
             identity = torch.arange(graph.num_clusters, device=device)
             tail_merges += (in_tail & (exact != identity)).sum()
-            finished |= finishing
+            finished_on_device |= finishing
+            finished = small_images
+            # a finished image's edges become inert (−inf: no score, no pick), so no later round
+            # touches it — the rounds' sums, in another order than the greedy's, could lift an
+            # edge it left at t ≤ 0 a rounding above zero
+            graph = replace(graph, weights=torch.where(in_tail[edges[:, 0]], -math.inf, weights))
         contracted_from = graph.num_clusters
         graph, mapping = graph.contract(root)
         cluster_map = mapping if cluster_map is None else mapping[cluster_map]
