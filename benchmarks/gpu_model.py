@@ -4,8 +4,8 @@ bytes touched per phase of one solve (issue 24).
 Each solve runs the CUDA path's Python logic — the GPU-only branches taken — on CPU tensors:
 :class:`~gpucops.solver.backend.KernelSteps` launches through its CUDA code with the stand-in for
 CuPy of ``tests/cupy_standin.py`` (kernels: the host build), a batch is one graph (not image by
-image, the CPU's way), and the top fraction of one image takes the sorts instead of the CPU's
-``kthvalue`` shortcut (called as for a batch with one more, empty image: the same cut). A
+image, the CPU's way), the top fraction's cut takes the GPU's sort and kernel (not the host's
+``kthvalue``) and the tail goes to the host build. A
 ``TorchDispatchMode`` and a counter on ``KernelSteps._launch_cuda`` count what a GPU would run. A
 warm-up solve comes first, so the counted one finds the caches (grid edge order, tiles, kept
 buffers, kernels) filled, as every solve after the first does.
@@ -69,7 +69,6 @@ import gpucops.solver as solver_package
 from gpucops.cli import format_table
 from gpucops.solver import DEFAULTS, graph, parallel, rounds
 from gpucops.solver.backend import KernelSteps
-from gpucops.solver.steps import top_fraction_scores
 from gpucops.synthetic import make_problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,12 +291,6 @@ def _gpu_branches(patch: pytest.MonkeyPatch) -> None:
     """Take the branches a GPU takes where the code checks for the CPU."""
     split = functools.partial(solver_package.contract_parallel, split_images=False)
     patch.setattr(solver_package, "contract_parallel", split)
-
-    def sorted_top_fraction(scores, edge_image, num_images, fraction):
-        # one image more (empty) skips the CPU's one-image kthvalue: the same cut, by the sorts
-        return top_fraction_scores(scores, edge_image, max(num_images, 2), fraction)
-
-    patch.setattr(rounds, "top_fraction_scores", sorted_top_fraction)
     patch.setattr(rounds, "_tail_on_host", lambda device: True)
 
 

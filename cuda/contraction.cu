@@ -113,11 +113,41 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
     }
 }
 
-// Picks from given scores (after the top-fraction band zeroed some): as the second half of score_pick.
+// The top fraction's cut of each image: ranked holds image b's scores in [first[b], first[b + 1]),
+// largest first, so its n positive scores are a prefix; cut[b] = its m-th score, m = max(1,
+// ⌈fraction · n⌉), or −inf where n = 0 (no band: the image keeps its scores). fraction_bits: the
+// double's bits (kernel arguments are integers and pointers).
+extern "C" __global__ void top_cut(long long num_images, long long fraction_bits,
+                                   const double* ranked, const long long* first, double* cut) {
+    const double fraction = gpucops_double_from_bits((unsigned long long)fraction_bits);
+    GPUCOPS_FOR_EACH(b, num_images) {
+        const long long start = first[b];
+        long long low = start, high = first[b + 1];
+        while (low < high) {  // the end of the positive prefix
+            const long long middle = low + (high - low) / 2;
+            if (ranked[middle] > 0)
+                low = middle + 1;
+            else
+                high = middle;
+        }
+        const long long positive = low - start;
+        const double share = fraction * (double)positive;
+        long long keep = (long long)share;
+        if ((double)keep < share) ++keep;  // ⌈share⌉ for share ≥ 0, with no math header
+        if (keep < 1) keep = 1;
+        cut[b] = positive > 0 ? ranked[start + keep - 1] : gpucops_negative_infinity();
+    }
+}
+
+// Picks within the band: edge e bids (as in score_pick) if its score reaches its image's cut.
 // best must be zeroed before the launch.
-extern "C" __global__ void pick(long long num_edges, const long long* edges, const double* scores,
-                                unsigned long long* best) {
-    GPUCOPS_FOR_EACH(e, num_edges) { gpucops_bid(e, edges[2 * e], edges[2 * e + 1], scores[e], best); }
+extern "C" __global__ void pick_band(long long num_edges, const long long* edges,
+                                     const double* scores, const long long* image,
+                                     const double* cut, unsigned long long* best) {
+    GPUCOPS_FOR_EACH(e, num_edges) {
+        const long long u = edges[2 * e], v = edges[2 * e + 1];
+        if (scores[e] >= cut[image[u]]) gpucops_bid(e, u, v, scores[e], best);
+    }
 }
 
 // Each cluster's picked edge from its largest key: picks[c] = 0xFFFFFFFF − (best[c] & 0xFFFFFFFF),

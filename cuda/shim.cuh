@@ -21,8 +21,8 @@ __device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
     return (unsigned long long)__double_as_longlong(x);
 }
 
-__device__ __forceinline__ double gpucops_negative_infinity() {
-    return __longlong_as_double((long long)0xFFF0000000000000ULL);
+__device__ __forceinline__ double gpucops_double_from_bits(unsigned long long bits) {
+    return __longlong_as_double((long long)bits);
 }
 
 __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
@@ -140,8 +140,7 @@ inline unsigned long long gpucops_double_bits(double x) {
     return bits;
 }
 
-inline double gpucops_negative_infinity() {
-    const unsigned long long bits = 0xFFF0000000000000ULL;
+inline double gpucops_double_from_bits(unsigned long long bits) {
     double x;
     std::memcpy(&x, &bits, sizeof x);
     return x;
@@ -161,3 +160,7 @@ inline long long gpucops_atomic_add(long long* address, long long value) {
 }
 
 #endif
+
+__device__ __forceinline__ double gpucops_negative_infinity() {
+    return gpucops_double_from_bits(0xFFF0000000000000ULL);
+}

@@ -19,15 +19,11 @@ from gpucops.solver.steps import TorchSteps
 from gpucops.solver.tiles import grid_tiles
 from gpucops.synthetic import make_problem
 from tests.contraction import assert_same_contraction, contract
+from tests.cupy_standin import cuda_launch_path
 from tests.strategies import random_round
 
 HOST = torch.device("cpu")
 TORCH = TorchSteps()
-
-
-def banded(scores: torch.Tensor) -> torch.Tensor:
-    """Scores with the lower half zeroed, as a round's band leaves them."""
-    return torch.where(scores >= scores.median(), scores, 0.0) if scores.numel() else scores
 
 
 @given(
@@ -48,8 +44,14 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
     expected_scores, expected_picks = TORCH.score_pick(costs, minimum, argmin, edges, weights)
     assert torch.equal(scores, expected_scores) and torch.equal(picks, expected_picks)
-    band = banded(scores)
-    assert torch.equal(kernels.pick(band, edges, clusters), TORCH.pick(band, edges, clusters))
+    # the band's picks, one image or several (grouped), on the host's and the GPU's way to cut
+    for image in (torch.zeros(clusters, dtype=torch.int64), torch.arange(clusters) * 3 // clusters):
+        band = (scores, edges, image, int(image[-1]) + 1, (round_index + 1) / 51)
+        expected = TORCH.top_fraction_pick(*band)
+        assert torch.equal(kernels.top_fraction_pick(*band), expected)
+        # the GPU's sorts and cut kernel, on the host build
+        with pytest.MonkeyPatch.context() as patch, cuda_launch_path(patch):
+            assert torch.equal(steps_for(HOST).top_fraction_pick(*band), expected)
     local = torch.arange(clusters)
     root = kernels.star_roots(picks, edges, local, round_index)
     assert torch.equal(root, TORCH.star_roots(picks, edges, local, round_index))
@@ -197,9 +199,12 @@ def test_cuda_kernels_equal_the_host_build(seed):
     assert torch.equal(gpu.edge_cut(cuda_args[3], cuda_args[2]).cpu(), host.edge_cut(edges, argmin))
     gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
-    band = banded(scores)
-    gpu_band = gpu.pick(band.cuda(), cuda_args[3], 200)
-    assert torch.equal(gpu_band.cpu(), host.pick(band, edges, 200))
+    image = torch.arange(200) // 70
+    band = (scores, edges, image, 3, 0.3)
+    gpu_band = gpu.top_fraction_pick(
+        *[a.cuda() if isinstance(a, torch.Tensor) else a for a in band]
+    )
+    assert torch.equal(gpu_band.cpu(), host.top_fraction_pick(*band))
     local = torch.arange(200)
     root = host.star_roots(picks, edges, local, seed)
     gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], local.cuda(), seed)

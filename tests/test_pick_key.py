@@ -39,10 +39,11 @@ def interesting_scores(count: int, seed: int) -> torch.Tensor:
 
 def keys_of(kernels: KernelSteps, scores: torch.Tensor) -> torch.Tensor:
     """The kernels' pick key of every score: edge e joins clusters 2e and 2e + 1 alone, so each
-    cluster's best key is its edge's (read from the kept buffer the pick kernel filled)."""
+    cluster's best key is its edge's (read from the kept buffer the pick kernel filled; a band
+    of fraction 1 keeps every positive score)."""
     count = scores.shape[0]
     edges = torch.arange(2 * count).view(count, 2)
-    kernels.pick(scores, edges, 2 * count)
+    kernels.top_fraction_pick(scores, edges, torch.zeros(2 * count, dtype=torch.int64), 1, 1.0)
     return kernels._scratch[("best", torch.int64)][: 2 * count : 2].clone()
 
 
@@ -63,7 +64,8 @@ FLUSHED = textwrap.dedent(
     flushed = torch.tensor([2.0 ** -140], dtype=torch.float64).float().item() == 0.0
     scores = torch.tensor(json.loads(sys.argv[2]), dtype=torch.float64)
     edges = torch.tensor(json.loads(sys.argv[3]))
-    picks = kernels.pick(scores, edges, int(edges.max()) + 1)
+    image = torch.zeros(int(edges.max()) + 1, dtype=torch.int64)
+    picks = kernels.top_fraction_pick(scores, edges, image, 1, 1.0)  # every positive score
     print(json.dumps({"flushed": flushed, "picks": picks.tolist()}))
     """
 )

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import math
 import os
+import struct
 import threading
 from importlib import resources
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .hostbuild import DEFAULT_FLAGS, build_library
-from .steps import LOW32, Steps, TorchSteps
+from .steps import LOW32, Steps, TorchSteps, top_fraction_cuts
 
 __all__ = ["KernelSteps", "cuda_sources", "host_library", "steps_for"]
 
@@ -38,7 +39,8 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "row_min": "iippp",
     "score_pick": "iippppppp",
-    "pick": "ippp",
+    "top_cut": "iippp",
+    "pick_band": "ippppp",
     "star_propose": "ipppipppp",
     "star_pair": "ipppp",
     "star_free": "ippp",
@@ -258,12 +260,35 @@ class KernelSteps(Steps):
         )  # fmt: skip
         return scores, self._unpack_picks(best)
 
-    def pick(self, scores, edges, num_clusters):
-        best = self._temporary("best", num_clusters).zero_()
-        self._launch(
-            "pick", scores.shape[0], scores.shape[0], edges.contiguous(), scores.contiguous(), best
-        )
+    def top_fraction_pick(self, scores, edges, image, num_images, fraction):
+        num_edges, edges, scores = scores.shape[0], edges.contiguous(), scores.contiguous()
+        cut = self._top_fraction_cuts(scores, edges, image, num_images, fraction)
+        best = self._temporary("best", image.shape[0]).zero_()
+        self._launch("pick_band", num_edges, num_edges, edges, scores, image, cut, best)
         return self._unpack_picks(best)
+
+    def _top_fraction_cuts(self, scores, edges, image, num_images, fraction):
+        """:func:`~gpucops.solver.steps.top_fraction_cuts`: on the host torch's (one image: a
+        ``kthvalue``, linear where a sort is not); on a GPU the scores sorted largest first per
+        image, and a kernel that finds each image's positive prefix and cut — ~6 launches for
+        one image instead of torch's ~30."""
+        if not self._cuda_launches:
+            return top_fraction_cuts(scores, image[edges[:, 0]], num_images, fraction)
+        num_edges, device = scores.shape[0], self.device
+        cut = torch.empty(num_images, dtype=torch.float64, device=device)
+        if num_edges == 0:
+            return cut.fill_(float("-inf"))
+        if num_images == 1:
+            ranked = torch.sort(scores, descending=True).values
+            first = torch.arange(0, 2 * num_edges, num_edges, device=device)  # [0, E]
+        else:  # each image's scores together (edges are grouped by image), largest first
+            edge_image = image[edges[:, 0]]
+            order = torch.argsort(scores, descending=True, stable=True)
+            ranked = scores[order[torch.argsort(edge_image[order], stable=True)]]
+            first = torch.searchsorted(edge_image, torch.arange(num_images + 1, device=device))
+        bits = struct.unpack("<q", struct.pack("<d", fraction))[0]
+        self._launch("top_cut", num_images, num_images, bits, ranked, first, cut)
+        return cut
 
     def _unpack_picks(self, best: torch.Tensor) -> torch.Tensor:
         """:func:`~gpucops.solver.steps.unpack_picks` as one kernel."""

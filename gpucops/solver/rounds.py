@@ -17,7 +17,7 @@ import torch
 from .backend import steps_for
 from .graph import ClusterGraph
 from .options import ParallelOptions
-from .steps import Steps, top_fraction_scores
+from .steps import Steps
 from .tiles import Tiles, node_tiles
 
 __all__ = ["ContractionResult", "contract_rounds", "sum_rounds"]
@@ -152,11 +152,11 @@ def contract_rounds(
         root = None
         if not (small_images and all(small_images)):  # some image goes on with a round
             if options.top_fraction is not None:
-                edge_image = graph.image[edges[:, 0]]
-                scores = top_fraction_scores(
-                    scores, edge_image, graph.num_images, options.top_fraction
+                # the band leaves the scores of the edges it keeps as they are, so the check's
+                # pick keys read the same scores
+                picks = steps.top_fraction_pick(
+                    scores, edges, graph.image, graph.num_images, options.top_fraction
                 )
-                picks = steps.pick(scores, edges, graph.num_clusters)
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:

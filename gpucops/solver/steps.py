@@ -43,6 +43,7 @@ __all__ = [
     "coin_is_centre",
     "index_counts",
     "pick_keys",
+    "top_fraction_cuts",
     "top_fraction_scores",
     "unpack_picks",
 ]
@@ -84,40 +85,48 @@ def index_counts(index: torch.Tensor, size: int) -> torch.Tensor:
     return counts.index_add_(0, index, torch.ones_like(index, dtype=torch.int64))
 
 
+def top_fraction_cuts(
+    scores: torch.Tensor, edge_image: torch.Tensor, num_images: int, fraction: float
+) -> torch.Tensor:
+    """``[num_images]`` float64: each image's cut of the top ``fraction`` of its positive scores
+    — the m-th highest of its n positive scores, m = ⌈fraction · n⌉ (at least 1) — or −inf for an
+    image without positive scores (it keeps its scores).
+
+    ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are. One image on the
+    CPU (the solver's case there) takes a ``kthvalue``; otherwise two stable sorts (by score,
+    then by image) find every image's cut at once, with no loop over images and no host sync.
+    """
+    no_cut = torch.full((num_images,), float("-inf"), dtype=torch.float64, device=scores.device)
+    if scores.numel() == 0:
+        return no_cut
+    positive = scores > 0
+    if num_images == 1 and scores.device.type == "cpu":
+        values = scores[positive]
+        if values.numel() == 0:
+            return no_cut
+        # the m-th largest is the (n − m + 1)-th smallest
+        keep = max(1, math.ceil(fraction * values.numel()))
+        return values.kthvalue(values.numel() - keep + 1).values.view(1)
+    counts = torch.zeros(num_images, dtype=torch.int64, device=scores.device)
+    counts.index_add_(0, edge_image, positive.long())
+    keep = torch.ceil(fraction * counts.double()).long().clamp(min=1)  # as Python's ceil
+    # each image's scores together, largest first (non-positive ones last): its m-th is the cut
+    ranked = torch.where(positive, scores, float("-inf"))
+    order = torch.argsort(ranked, descending=True, stable=True)
+    order = order[torch.argsort(edge_image[order], stable=True)]
+    edges = index_counts(edge_image, num_images)
+    position = (torch.cumsum(edges, 0) - edges + keep - 1).clamp(0, scores.numel() - 1)
+    return torch.where(counts > 0, ranked[order][position], no_cut)
+
+
 def top_fraction_scores(
     scores: torch.Tensor, edge_image: torch.Tensor, num_images: int, fraction: float
 ) -> torch.Tensor:
     """Scores with every edge outside the top ``fraction`` of its image's positive scores set to
     0 (so it cannot be picked this round): per image, the m = ⌈fraction · n⌉ highest of its n
-    positive scores stay (all edges tied with the m-th too), so the best edge always does. An
-    image without positive scores keeps its scores.
-
-    ``edge_image [E]`` must be grouped (non-decreasing), as coalesced edges are. One image on the
-    CPU (the solver's case there) takes a ``kthvalue``; otherwise two stable sorts (by score,
-    then by image) find every image's cut at once, with no loop over images and no host sync.
-    The same cut either way, so it is a plain function of the loop, not a step of the backends.
-    """
-    if scores.numel() == 0:
-        return scores
-    positive = scores > 0
-    if num_images == 1 and scores.device.type == "cpu":
-        values = scores[positive]
-        if values.numel() == 0:
-            return scores
-        # the m-th largest is the (n − m + 1)-th smallest
-        keep = max(1, math.ceil(fraction * values.numel()))
-        cut = values.kthvalue(values.numel() - keep + 1).values.view(1)
-    else:
-        counts = torch.zeros(num_images, dtype=torch.int64, device=scores.device)
-        counts.index_add_(0, edge_image, positive.long())
-        keep = torch.ceil(fraction * counts.double()).long().clamp(min=1)  # as Python's ceil
-        # each image's scores together, largest first (non-positive ones last): its m-th is the cut
-        ranked = torch.where(positive, scores, float("-inf"))
-        order = torch.argsort(ranked, descending=True, stable=True)
-        order = order[torch.argsort(edge_image[order], stable=True)]
-        edges = index_counts(edge_image, num_images)
-        position = (torch.cumsum(edges, 0) - edges + keep - 1).clamp(0, scores.numel() - 1)
-        cut = torch.where(counts > 0, ranked[order][position], float("-inf"))
+    positive scores stay (all edges tied with the m-th too), so the best edge always does
+    (:func:`top_fraction_cuts`). An image without positive scores keeps its scores."""
+    cut = top_fraction_cuts(scores, edge_image, num_images, fraction)
     return torch.where(scores >= cut[edge_image], scores, 0.0)
 
 
@@ -162,9 +171,17 @@ class Steps:
         """``t = w − p`` of every edge, and each cluster's pick from those scores."""
         raise NotImplementedError
 
-    def pick(self, scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
-        """Each cluster's incident edge of largest positive score (lowest index on ties), −1
-        where it has none."""
+    def top_fraction_pick(
+        self,
+        scores: torch.Tensor,
+        edges: torch.Tensor,
+        image: torch.Tensor,
+        num_images: int,
+        fraction: float,
+    ) -> torch.Tensor:
+        """Each cluster's pick among the edges in the top ``fraction`` of its image's positive
+        scores (:func:`top_fraction_scores`; ``image [C]`` grouped): its incident edge of largest
+        score in that band (lowest index on ties), −1 where it has none."""
         raise NotImplementedError
 
     def star_roots(
@@ -299,7 +316,14 @@ class TorchSteps(Steps):
             scores[differ] = weights[differ] - margins.min(dim=1).values
         return scores, self.pick(scores, edges, costs.shape[0])
 
-    def pick(self, scores, edges, num_clusters):
+    def top_fraction_pick(self, scores, edges, image, num_images, fraction):
+        edge_image = image[edges[:, 0]]
+        banded = top_fraction_scores(scores, edge_image, num_images, fraction)
+        return self.pick(banded, edges, image.shape[0])
+
+    def pick(self, scores: torch.Tensor, edges: torch.Tensor, num_clusters: int) -> torch.Tensor:
+        """Each cluster's incident edge of largest positive score (lowest index on ties), −1
+        where it has none."""
         positive = (scores > 0).nonzero().flatten()
         keys = pick_keys(scores, positive)
         best = torch.full((num_clusters,), -1, dtype=torch.int64, device=scores.device)
