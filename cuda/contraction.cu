@@ -162,14 +162,15 @@ extern "C" __global__ void unpack_picks(long long num_clusters, const unsigned l
 
 // Stars, first pass. For each cluster c with a pick (picks[c] ≥ 0): target[c] = the other end of
 // its picked edge, which is marked picked. A leaf joins the centre it picked (root[c] =
-// target[c]), and both are marked involved. root must hold the identity and involved and picked
-// zeros before the launch.
+// target[c]), and both are marked involved; every other cluster is its own root (root[c] = c).
+// involved and picked must hold zeros before the launch.
 extern "C" __global__ void star_propose(long long num_clusters, const long long* picks,
                                         const long long* edges, const long long* local_index,
                                         long long round_index, long long* target, long long* root,
                                         int* involved, int* picked) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const long long e = picks[c];
+        root[c] = c;
         if (e < 0) {
             target[c] = -1;
             continue;
@@ -209,6 +210,32 @@ extern "C" __global__ void star_free(long long num_clusters, const long long* ta
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const long long other = target[c];
         if (other >= 0 && !picked[c] && root[c] == c && root[other] == other) root[c] = other;
+    }
+}
+
+// ---- The contraction's map (ClusterGraph.contract): two passes around torch's prefix sum. ----
+
+// First pass: is_root[c] = 1 where root[c] = c, else 0, and each image counts its roots
+// (per_image zeroed before the launch; integer atomics, so any order gives the same counts).
+extern "C" __global__ void root_marks(long long num_clusters, const long long* root,
+                                      const long long* image, long long* is_root,
+                                      long long* per_image) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const bool own = root[c] == c;
+        is_root[c] = own ? 1 : 0;
+        if (own) gpucops_atomic_add(per_image + image[c], 1LL);
+    }
+}
+
+// Second pass, with ordinal the inclusive prefix sum of is_root: mapping[c] = ordinal[root[c]] − 1
+// (roots keep their order), and each root's image at its new index.
+extern "C" __global__ void root_map(long long num_clusters, const long long* root,
+                                    const long long* ordinal, const long long* image,
+                                    long long* mapping, long long* root_image) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        const long long r = root[c];
+        mapping[c] = ordinal[r] - 1;
+        if (r == c) root_image[ordinal[c] - 1] = image[c];
     }
 }
 

@@ -58,7 +58,16 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     stars = (root, costs, minimum, edges, weights)
     assert torch.equal(kernels.star_costs(*stars), TORCH.star_costs(*stars))
     check = (root, picks, scores, costs, minimum, edges, weights)
-    assert torch.equal(kernels.checked_roots(*check), TORCH.checked_roots(*check))
+    checked = kernels.checked_roots(*check)
+    assert torch.equal(checked, TORCH.checked_roots(*check))
+    image = checked * 3 // clusters  # three images; a star's members share their root's
+    got, expected = (
+        kernels.contraction_map(checked, image, 3),
+        TORCH.contraction_map(checked, image, 3),
+    )
+    roots = int(expected[1])
+    assert all(map(torch.equal, got[:3], expected[:3]))
+    assert torch.equal(got[3][:roots], expected[3][:roots])  # the rows past the roots: undefined
 
 
 def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):

@@ -44,6 +44,8 @@ _SIGNATURES = {
     "star_propose": "ipppipppp",
     "star_pair": "ipppp",
     "star_free": "ippp",
+    "root_marks": "ipppp",
+    "root_map": "ippppp",
     "bucket_count": "ipp",
     "bucket_fill": "ippppp",
     "bucket_fill_payload": "ippppppp",
@@ -299,7 +301,7 @@ class KernelSteps(Steps):
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
         target = torch.empty(count, dtype=torch.int64, device=self.device)
-        root = torch.arange(count, device=self.device)
+        root = torch.empty(count, dtype=torch.int64, device=self.device)  # star_propose fills it
         flags = torch.zeros(2, count, dtype=torch.int32, device=self.device)
         involved, picked = flags[0], flags[1]
         picks, edges = picks.contiguous(), edges.contiguous()
@@ -357,6 +359,17 @@ class KernelSteps(Steps):
         if not name:
             return torch.empty(numel, dtype=dtype, device=self.device)
         return self._temporary(name, numel, dtype)
+
+    def contraction_map(self, root, image, num_images):
+        count, root, image = root.shape[0], root.contiguous(), image.contiguous()
+        is_root = torch.empty(count, dtype=torch.int64, device=self.device)
+        per_image = torch.zeros(num_images, dtype=torch.int64, device=self.device)
+        self._launch("root_marks", count, count, root, image, is_root, per_image)
+        ordinal = torch.cumsum(is_root, 0)
+        mapping = torch.empty(count, dtype=torch.int64, device=self.device)
+        root_image = torch.empty(count, dtype=torch.int64, device=self.device)
+        self._launch("root_map", count, count, root, ordinal, image, mapping, root_image)
+        return mapping, ordinal[-1:], per_image, root_image
 
     def segment_sum(self, rows, segment_ids, num_segments, out=""):
         """As :meth:`Steps.segment_sum` (ids < 0 skipped); ``out`` names a kept buffer to write

@@ -27,7 +27,8 @@ class ClusterGraph:
     sizes on the device (``sizes``), so no step of a round waits for the device to learn them;
     the round loop reads them once a round, with its other questions, and keeps the leading rows
     (:meth:`settled`). Until then the rows after the real ones are inert: zero class costs, no
-    edges of their own, and edges (0, 0) of weight −inf, which score −inf and pick nothing.
+    edges of their own, and edges (0, 0) of weight −inf, which score −inf and pick nothing; their
+    images are undefined (nothing reads them before the sizes are known).
 
     Attributes:
         costs: ``[C, K]`` float64 summed class costs (forbidden labels +inf).
@@ -80,9 +81,12 @@ class ClusterGraph:
     def local_index(self) -> torch.Tensor:
         """``[C]`` int64 index of each cluster within its image (what the coin hashes, so a
         batch decides as its images alone would); exact arrays only."""
+        index = torch.arange(self.num_clusters, device=self.image.device)
+        if self.num_images == 1:
+            return index
         per_image = self.clusters_per_image()
         first = torch.cumsum(per_image, 0) - per_image
-        return torch.arange(self.num_clusters, device=self.image.device) - first[self.image]
+        return index - first[self.image]
 
     def contract(
         self, root: torch.Tensor, exact: bool = False
@@ -95,33 +99,25 @@ class ClusterGraph:
         sync, as a round needs. ``exact``: two reads (the roots, the edges) size it exactly —
         for a contraction that leaves few clusters, like the pre-pass's, where the capacity's
         rows would cost more than the reads."""
-        capacity, device = self.num_clusters, root.device
+        capacity = self.num_clusters
         if capacity == 0:
             return self, root.clone()
-        is_root = root == torch.arange(capacity, device=device)
-        ordinal = torch.cumsum(is_root, 0)
-        mapping = (ordinal - 1)[root]
-        clusters = int(ordinal[-1]) if exact else capacity
+        mapping, roots, per_image, root_image = self.steps.contraction_map(
+            root, self.image, self.num_images
+        )
+        clusters = int(roots) if exact else capacity
         buffer = 1 - self.buffer
         out = f"graph {buffer}"
         # rows past the roots sum no member: zero class costs
         costs = self.steps.segment_sum(self.costs, mapping, clusters, out + ".costs")
-        # each root's image, scattered from its members (all of one image) rather than read
-        # through the boolean mask, which would wait for the device to size its result
         if exact:
             edges, weights = self.steps.coalesce(self.edges, self.weights, mapping, clusters, out)
-            image = self.image.new_empty(clusters).scatter_(0, mapping, self.image)
-            per_image = index_counts(image, self.num_images)
-            return replace(self, costs=costs, edges=edges, weights=weights, image=image,
-                           buffer=buffer, per_image=per_image), mapping  # fmt: skip
-        edges, weights, num_edges = self.steps.coalesce_padded(
-            self.edges, self.weights, mapping, clusters, out
-        )
-        image = self.image.new_zeros(clusters).scatter_(0, mapping, self.image)  # past: image 0
-        # the clusters per image, which the padded image cannot count
-        per_image = torch.zeros(self.num_images, dtype=torch.int64, device=device)
-        per_image.index_add_(0, self.image, is_root.long())
-        sizes = torch.cat([ordinal[-1:], num_edges])
+            sizes, image = None, root_image[:clusters]
+        else:
+            edges, weights, num_edges = self.steps.coalesce_padded(
+                self.edges, self.weights, mapping, clusters, out
+            )
+            sizes, image = torch.cat([roots, num_edges]), root_image
         contracted = replace(
             self, costs=costs, edges=edges, weights=weights, image=image, buffer=buffer,
             sizes=sizes, per_image=per_image,

@@ -203,6 +203,24 @@ class Steps:
         in cluster or edge order."""
         raise NotImplementedError
 
+    def contraction_map(
+        self, root: torch.Tensor, image: torch.Tensor, num_images: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The map of a contraction into ``root [C]`` (a root is its own), roots keeping their
+        order under compact new indices: ``mapping [C]`` int64 new index of every cluster, the
+        count of roots ``[1]`` int64, the roots of each image ``[num_images]`` int64, and
+        ``root_image [C]`` int64, each root's image at its new index (the rows past the roots
+        undefined). On the device throughout: no host sync."""
+        is_root = root == torch.arange(root.shape[0], device=root.device)
+        ordinal = torch.cumsum(is_root, 0)
+        mapping = (ordinal - 1)[root]
+        per_image = torch.zeros(num_images, dtype=torch.int64, device=root.device)
+        per_image.index_add_(0, image, is_root.long())
+        # each root's image, scattered from its members (all of one image) rather than read
+        # through the boolean mask, which would wait for the device to size its result
+        root_image = image.new_zeros(root.shape[0]).scatter_(0, mapping, image)
+        return mapping, ordinal[-1:], per_image, root_image
+
     def segment_sum(
         self, rows: torch.Tensor, segment_ids: torch.Tensor, num_segments: int, out: str = ""
     ) -> torch.Tensor:
