@@ -151,12 +151,14 @@ extern "C" __global__ void pick_band(long long num_edges, const long long* edges
 }
 
 // Each cluster's picked edge from its largest key: picks[c] = 0xFFFFFFFF − (best[c] & 0xFFFFFFFF),
-// −1 where it has none (best[c] = 0).
-extern "C" __global__ void unpack_picks(long long num_clusters, const unsigned long long* best,
+// −1 where it has none (best[c] = 0); best[num_clusters], zeroed with the keys, becomes 1 if any
+// cluster has a pick (the round loop's "anything left?", with no reduction of its own).
+extern "C" __global__ void unpack_picks(long long num_clusters, unsigned long long* best,
                                         long long* picks) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const unsigned long long key = best[c];
         picks[c] = key ? (long long)(0xFFFFFFFFULL - (key & 0xFFFFFFFFULL)) : -1LL;
+        if (key) gpucops_atomic_max(best + num_clusters, 1ULL);
     }
 }
 

@@ -65,7 +65,7 @@ def run(kernels: KernelSteps, rounds: int = 60, grids: int = 12) -> list[torch.T
         clusters, k = 2 + seed % 37, 1 + seed % 5
         costs, edges, weights = random_round(seed, clusters, k, seed % 2 == 0)
         minimum, argmin = kernels.cluster_classes(costs)
-        scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
+        scores, picks, _ = kernels.score_pick(costs, minimum, argmin, edges, weights)
         root = kernels.star_roots(picks, edges, torch.arange(clusters), seed)
         keep(minimum, argmin, scores, picks, root)
         keep(kernels.checked_roots(root, picks, scores, costs, minimum, edges, weights))

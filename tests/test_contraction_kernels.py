@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -41,8 +42,11 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
         assert torch.equal(got, expected)
     labels = argmin  # any int64 labels of the clusters
     assert torch.equal(kernels.edge_cut(edges, labels), TORCH.edge_cut(edges, labels))
-    scores, picks = kernels.score_pick(costs, minimum, argmin, edges, weights)
-    expected_scores, expected_picks = TORCH.score_pick(costs, minimum, argmin, edges, weights)
+    scores, picks, any_pick = kernels.score_pick(costs, minimum, argmin, edges, weights)
+    expected_scores, expected_picks, expected_any = TORCH.score_pick(
+        costs, minimum, argmin, edges, weights
+    )
+    assert bool(any_pick) == bool(expected_any) == bool((picks >= 0).any())
     assert torch.equal(scores, expected_scores) and torch.equal(picks, expected_picks)
     # the band's picks, one image or several (grouped), on the host's and the GPU's way to cut
     for image in (torch.zeros(clusters, dtype=torch.int64), torch.arange(clusters) * 3 // clusters):
@@ -123,7 +127,8 @@ def test_a_graph_sized_by_capacity_scores_and_picks_as_its_settled_graph(seed, c
     root = roots[torch.randint(0, len(roots), (clusters,), generator=g)]
     root[roots] = roots  # a root is its own
     padded, _ = graph.contract(root)
-    exact, _ = graph.contract(root, exact=True)
+    # another instance: the contraction writes into its steps' kept buffers
+    exact, _ = dataclasses.replace(graph, steps=KernelSteps(HOST)).contract(root, exact=True)
     num_clusters, num_edges = padded.sizes.tolist()
     assert (num_clusters, num_edges) == (exact.num_clusters, exact.edges.shape[0])
     assert torch.equal(padded.settled(num_clusters, num_edges).edges, exact.edges)
@@ -135,6 +140,7 @@ def test_a_graph_sized_by_capacity_scores_and_picks_as_its_settled_graph(seed, c
                                     exact.edges, exact.weights)  # fmt: skip
         assert torch.equal(on_padded[0][:num_edges], on_exact[0])
         assert torch.equal(on_padded[1][:num_clusters], on_exact[1])
+        assert bool(on_padded[2]) == bool(on_exact[2])
         assert (on_padded[1][num_clusters:] == -1).all()  # rows past the clusters pick nothing
 
 
@@ -201,12 +207,12 @@ def test_cuda_kernels_equal_the_host_build(seed):
     costs, edges, weights = random_round(seed, 200, 19, seed % 2 == 0)
     host, gpu = KernelSteps(HOST), KernelSteps(torch.device("cuda"))
     minimum, argmin = host.cluster_classes(costs)
-    scores, picks = host.score_pick(costs, minimum, argmin, edges, weights)
+    scores, picks, _ = host.score_pick(costs, minimum, argmin, edges, weights)
     cuda_args = [t.cuda() for t in (costs, minimum, argmin, edges, weights)]
     for got, expected in zip(gpu.cluster_classes(cuda_args[0]), (minimum, argmin), strict=True):
         assert torch.equal(got.cpu(), expected)
     assert torch.equal(gpu.edge_cut(cuda_args[3], cuda_args[2]).cpu(), host.edge_cut(edges, argmin))
-    gpu_scores, gpu_picks = gpu.score_pick(*cuda_args)
+    gpu_scores, gpu_picks, _ = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
     image = torch.arange(200) // 70
     band = (scores, edges, image, 3, 0.3)

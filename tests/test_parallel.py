@@ -29,7 +29,7 @@ def test_score_and_pick_match_plain_loops(seed, clusters, k):
     for c in range(clusters):
         row = costs[c].tolist()
         assert minimum[c] == min(row) and argmin[c] == row.index(min(row))
-    scores, picks = STEPS.score_pick(costs, minimum, argmin, edges, weights)
+    scores, picks, _ = STEPS.score_pick(costs, minimum, argmin, edges, weights)
     for e, (u, v) in enumerate(edges.tolist()):
         if argmin[u] == argmin[v]:
             expected = weights[e].item()
@@ -96,7 +96,7 @@ def test_star_check_shrinks_a_star_that_would_raise_the_objective(leaf_conflict,
     edges = torch.tensor([[0, 1], [0, 2], [1, 2]])
     weights = torch.tensor([2.0, 1.0, leaf_conflict], dtype=torch.float64)
     minimum, argmin = STEPS.cluster_classes(costs)
-    scores, _ = STEPS.score_pick(costs, minimum, argmin, edges, weights)
+    scores, *_ = STEPS.score_pick(costs, minimum, argmin, edges, weights)
     picks = torch.tensor([0, 0, 1])
     root = torch.tensor([0, 0, 0])
     checked = STEPS.checked_roots(root, picks, scores, costs, minimum, edges, weights)

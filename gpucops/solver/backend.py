@@ -66,6 +66,9 @@ _SIGNATURES = {
     "edge_cut": "ippp",
     "tile_greedy": "iiiiippppppppppppp",
 }
+# words of zeroed scratch per cluster a pass takes (KernelSteps.begin_pass): two pick-key arrays
+# with their flags, the star flags, the star marks, four bucket sorts' counts and the shrink keys
+_ZEROED_PER_CLUSTER = 13
 # threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
 # thread blocks (multiprocessors) share the few thousand of them
 _THREADS_OF = {"tile_greedy": 32}
@@ -150,6 +153,9 @@ class KernelSteps(Steps):
         # for CuPy that calls the host build, to run the CUDA launch path without a GPU)
         self._cuda_launches = self.device.type == "cuda"
         self._stream = None  # the CUDA stream that last used the kept buffers
+        # the pass's zeroed scratch (begin_pass): words [used, end) are still zero
+        self._zeroed: torch.Tensor | None = None
+        self._zeroed_used = 0
         if self.device.type == "cpu":
             self._library = host_library() if library is None else library
 
@@ -163,6 +169,25 @@ class KernelSteps(Steps):
     def release_scratch(self) -> None:
         """Free the kept scratch buffers (they are allocated again when next needed)."""
         self._scratch.clear()
+        self._zeroed, self._zeroed_used = None, 0
+
+    def begin_pass(self, num_clusters):
+        # one launch zeroes what the pass's steps need zeroed (pick keys, star flags, bucket
+        # counts, …), each of which was a launch of its own: ~13 words a cluster
+        words = _ZEROED_PER_CLUSTER * num_clusters + 64
+        self._zeroed = self._temporary("zeroed", words).zero_()
+        self._zeroed_used = 0
+
+    def _zeros(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """``[numel]`` zeros that die within the step that asks: a slice of the pass's zeroed
+        scratch (:meth:`begin_pass`) while it lasts — handed out once, so still zero — else the
+        kept buffer ``name`` zeroed by a launch of its own."""
+        words = -(-numel * dtype.itemsize // 8)
+        zeroed, used = self._zeroed, self._zeroed_used
+        if zeroed is not None and used + words <= zeroed.numel():
+            self._zeroed_used = used + words
+            return zeroed[used : used + words].view(dtype)[:numel]
+        return self._temporary(name, numel, dtype).zero_()
 
     def _temporary(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         """Uninitialised ``[numel]`` storage kept across calls under ``name`` (grown as needed),
@@ -254,20 +279,20 @@ class KernelSteps(Steps):
         num_edges, (num_clusters, num_classes) = edges.shape[0], costs.shape
         # the scores live until the round's stars are checked, before the next score_pick
         scores = self._temporary("scores", num_edges, torch.float64)
-        best = self._temporary("best", num_clusters).zero_()
+        best = self._zeros("best", num_clusters + 1)  # the last word: the any-pick flag
         self._launch(
             "score_pick", num_edges, num_edges, num_classes, edges.contiguous(),
             weights.contiguous(), costs.contiguous(), minimum.contiguous(), argmin.contiguous(),
             scores, best,
         )  # fmt: skip
-        return scores, self._unpack_picks(best)
+        return (scores, *self._unpack_picks(best))
 
     def top_fraction_pick(self, scores, edges, image, num_images, fraction):
         num_edges, edges, scores = scores.shape[0], edges.contiguous(), scores.contiguous()
         cut = self._top_fraction_cuts(scores, edges, image, num_images, fraction)
-        best = self._temporary("best", image.shape[0]).zero_()
+        best = self._zeros("best", image.shape[0] + 1)
         self._launch("pick_band", num_edges, num_edges, edges, scores, image, cut, best)
-        return self._unpack_picks(best)
+        return self._unpack_picks(best)[0]
 
     def _top_fraction_cuts(self, scores, edges, image, num_images, fraction):
         """:func:`~gpucops.solver.steps.top_fraction_cuts`: on the host torch's (one image: a
@@ -292,17 +317,19 @@ class KernelSteps(Steps):
         self._launch("top_cut", num_images, num_images, bits, ranked, first, cut)
         return cut
 
-    def _unpack_picks(self, best: torch.Tensor) -> torch.Tensor:
-        """:func:`~gpucops.solver.steps.unpack_picks` as one kernel."""
-        picks = torch.empty_like(best)
-        self._launch("unpack_picks", best.shape[0], best.shape[0], best, picks)
-        return picks
+    def _unpack_picks(self, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`~gpucops.solver.steps.unpack_picks` of ``best [C + 1]`` (keys, then a zero) as
+        one kernel: the picks ``[C]`` and whether any cluster has one (``[1]``, in ``best``)."""
+        count = best.shape[0] - 1
+        picks = torch.empty(count, dtype=torch.int64, device=self.device)
+        self._launch("unpack_picks", count, count, best, picks)
+        return picks, best[count:]
 
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
         target = torch.empty(count, dtype=torch.int64, device=self.device)
         root = torch.empty(count, dtype=torch.int64, device=self.device)  # star_propose fills it
-        flags = torch.zeros(2, count, dtype=torch.int32, device=self.device)
+        flags = self._zeros("star flags", 2 * count, torch.int32).view(2, count)
         involved, picked = flags[0], flags[1]
         picks, edges = picks.contiguous(), edges.contiguous()
         self._launch(
@@ -334,9 +361,8 @@ class KernelSteps(Steps):
             )
         # the counts and the prefix sum in one buffer, so one launch zeroes the counts and
         # start[0] (`start[0] = 0` would copy a host number and wait for it)
-        counted = self._temporary(f"{name} counts", 2 * num_buckets + 1)
+        counted = self._zeros(f"{name} counts", 2 * num_buckets + 1)
         counts, start = counted[:num_buckets], counted[num_buckets:]
-        counted[: num_buckets + 1].zero_()
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
         torch.cumsum(counts, 0, out=start[1:])
         # sized by capacity (at most every item has a bucket), not by start[-1], whose read-back
@@ -452,7 +478,7 @@ class KernelSteps(Steps):
         if scores.numel() == 0:  # no edges, no stars
             return root
         merge_cost = self.star_costs(root, costs, minimum, edges, weights)
-        best = self._temporary("shrink best", count).zero_()
+        best = self._zeros("shrink best", count)
         root, picks, scores = root.contiguous(), picks.contiguous(), scores.contiguous()
         self._launch("star_shrink_bid", count, count, root, picks, scores, merge_cost, best)
         checked = torch.empty_like(root)
@@ -469,7 +495,7 @@ class KernelSteps(Steps):
     def star_costs(self, root, costs, minimum, edges, weights):
         (num_clusters, width), num_edges = costs.shape, edges.shape[0]
         root, edges = root.contiguous(), edges.contiguous()
-        in_star = torch.zeros(num_clusters, dtype=torch.int32, device=self.device)
+        in_star = self._zeros("in star", num_clusters, torch.int32)
         self._launch("star_mark", num_clusters, num_clusters, root, in_star)
         key = self._temporary("star key", num_clusters)
         self._launch("star_keys", num_clusters, num_clusters, root, in_star, key)

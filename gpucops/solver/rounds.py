@@ -127,10 +127,10 @@ def contract_rounds(
         # the classes and picks run on it, and one read of the device answers the pass's
         # questions and sizes the rest — the only host sync of a round
         costs, edges, weights = graph.costs, graph.edges, graph.weights
+        steps.begin_pass(graph.num_clusters)
         minimum, argmin = steps.cluster_classes(costs)
-        scores, picks = steps.score_pick(costs, minimum, argmin, edges, weights)
-        questions = [tail_merges, *([graph.sizes] if graph.sizes is not None else [])]
-        questions.append((picks >= 0).any().view(1))
+        scores, picks, any_pick = steps.score_pick(costs, minimum, argmin, edges, weights)
+        questions = [tail_merges, *([graph.sizes] if graph.sizes is not None else []), any_pick]
         if options.tail:
             # an image small enough is finished by the exact greedy instead of more, nearly
             # empty rounds; per image, so a batch decides as its images alone would

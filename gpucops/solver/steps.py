@@ -167,9 +167,14 @@ class Steps:
         argmin: torch.Tensor,
         edges: torch.Tensor,
         weights: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``t = w − p`` of every edge, and each cluster's pick from those scores."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``t = w − p`` of every edge, each cluster's pick from those scores, and ``[1]`` on the
+        device, nonzero where some cluster has a pick (read with the pass's other questions)."""
         raise NotImplementedError
+
+    def begin_pass(self, num_clusters: int) -> None:
+        """A pass of the round loop begins on a graph of (at most) ``num_clusters``: what the
+        steps handed out for the last pass is dead (an implementation may reuse its scratch)."""
 
     def top_fraction_pick(
         self,
@@ -332,7 +337,8 @@ class TorchSteps(Steps):
             du, dv = u[differ], v[differ]
             margins = (costs[du] - minimum[du, None]) + (costs[dv] - minimum[dv, None])
             scores[differ] = weights[differ] - margins.min(dim=1).values
-        return scores, self.pick(scores, edges, costs.shape[0])
+        picks = self.pick(scores, edges, costs.shape[0])
+        return scores, picks, (picks >= 0).any().view(1)
 
     def top_fraction_pick(self, scores, edges, image, num_images, fraction):
         edge_image = image[edges[:, 0]]
