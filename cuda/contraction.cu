@@ -113,16 +113,18 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
     }
 }
 
-// The top fraction's cut of each image: ranked holds image b's scores in [first[b], first[b + 1]),
-// largest first, so its n positive scores are a prefix; cut[b] = its m-th score, m = max(1,
-// ⌈fraction · n⌉), or −inf where n = 0 (no band: the image keeps its scores). fraction_bits: the
-// double's bits (kernel arguments are integers and pointers).
-extern "C" __global__ void top_cut(long long num_images, long long fraction_bits,
-                                   const double* ranked, const long long* first, double* cut) {
+// The top fraction's cut of each image: ranked holds image b's scores from first[b] to the next
+// image's first (the last image's to num_edges), largest first, so its n positive scores are a
+// prefix; cut[b] = its m-th score, m = max(1, ⌈fraction · n⌉), or −inf where n = 0 (no band: the
+// image keeps its scores). fraction_bits: the double's bits (kernel arguments are integers and
+// pointers).
+extern "C" __global__ void top_cut(long long num_images, long long num_edges,
+                                   long long fraction_bits, const double* ranked,
+                                   const long long* first, double* cut) {
     const double fraction = gpucops_double_from_bits((unsigned long long)fraction_bits);
     GPUCOPS_FOR_EACH(b, num_images) {
         const long long start = first[b];
-        long long low = start, high = first[b + 1];
+        long long low = start, high = b + 1 < num_images ? first[b + 1] : num_edges;
         while (low < high) {  // the end of the positive prefix
             const long long middle = low + (high - low) / 2;
             if (ranked[middle] > 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpucops.solver.graph import ClusterGraph
+from gpucops.solver.backend import KernelSteps
 from gpucops.synthetic import make_problem
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -117,15 +117,14 @@ def test_gpu_model_counts_an_injected_sync(monkeypatch):
     p = make_problem(1, 24, 72, 5, seed=1)
     problem = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
     before, _ = gpu_model.count_solve(problem, {"tail": 0})  # rounds, not the exact tail
-    local_index = ClusterGraph.local_index
+    star_roots = KernelSteps.star_roots
 
-    def with_syncs(graph):
-        index = local_index(graph)
-        int(index.max())
-        index[:1].tolist()
-        return index
+    def with_syncs(steps, picks, *args):
+        int(picks.max())
+        picks[:1].tolist()
+        return star_roots(steps, picks, *args)
 
-    monkeypatch.setattr(ClusterGraph, "local_index", with_syncs)
+    monkeypatch.setattr(KernelSteps, "star_roots", with_syncs)
     after, _ = gpu_model.count_solve(problem, {"tail": 0})
     assert before.rounds > 1
     assert [name for name, _ in after.phases] == [name for name, _ in before.phases]

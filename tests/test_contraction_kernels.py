@@ -129,7 +129,7 @@ def test_a_graph_sized_by_capacity_scores_and_picks_as_its_settled_graph(seed, c
     padded, _ = graph.contract(root)
     # another instance: the contraction writes into its steps' kept buffers
     exact, _ = dataclasses.replace(graph, steps=KernelSteps(HOST)).contract(root, exact=True)
-    num_clusters, num_edges = padded.sizes.tolist()
+    num_clusters, num_edges = map(int, padded.sizes)
     assert (num_clusters, num_edges) == (exact.num_clusters, exact.edges.shape[0])
     assert torch.equal(padded.settled(num_clusters, num_edges).edges, exact.edges)
     assert torch.equal(padded.per_image, exact.per_image)

@@ -39,7 +39,7 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "row_min": "iippp",
     "score_pick": "iippppppp",
-    "top_cut": "iippp",
+    "top_cut": "iiippp",
     "pick_band": "ippppp",
     "star_propose": "ipppipppp",
     "star_pair": "ipppp",
@@ -178,6 +178,17 @@ class KernelSteps(Steps):
         self._zeroed = self._temporary("zeroed", words).zero_()
         self._zeroed_used = 0
 
+    def _identity(self, count: int) -> torch.Tensor:
+        """0, 1, …, ``count`` − 1 from a kept buffer, filled when it grows (not a launch a
+        pass); never written."""
+        if self._cuda_launches:
+            self._follow_stream()
+        key = ("identity", torch.int64)
+        identity = self._scratch.get(key)
+        if identity is None or identity.numel() < count:
+            self._scratch[key] = identity = torch.arange(count, device=self.device)
+        return identity[:count]
+
     def _zeros(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         """``[numel]`` zeros that die within the step that asks: a slice of the pass's zeroed
         scratch (:meth:`begin_pass`) while it lasts — handed out once, so still zero — else the
@@ -307,14 +318,14 @@ class KernelSteps(Steps):
             return cut.fill_(float("-inf"))
         if num_images == 1:
             ranked = torch.sort(scores, descending=True).values
-            first = torch.arange(0, 2 * num_edges, num_edges, device=device)  # [0, E]
+            first = self._zeros("first edge", 1)  # the image's edges start at 0
         else:  # each image's scores together (edges are grouped by image), largest first
             edge_image = image[edges[:, 0]]
             order = torch.argsort(scores, descending=True, stable=True)
             ranked = scores[order[torch.argsort(edge_image[order], stable=True)]]
-            first = torch.searchsorted(edge_image, torch.arange(num_images + 1, device=device))
+            first = torch.searchsorted(edge_image, torch.arange(num_images, device=device))
         bits = struct.unpack("<q", struct.pack("<d", fraction))[0]
-        self._launch("top_cut", num_images, num_images, bits, ranked, first, cut)
+        self._launch("top_cut", num_images, num_images, num_edges, bits, ranked, first, cut)
         return cut
 
     def _unpack_picks(self, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,13 +338,14 @@ class KernelSteps(Steps):
 
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]
+        local_index = self._identity(count) if local_index is None else local_index.contiguous()
         target = torch.empty(count, dtype=torch.int64, device=self.device)
         root = torch.empty(count, dtype=torch.int64, device=self.device)  # star_propose fills it
         flags = self._zeros("star flags", 2 * count, torch.int32).view(2, count)
         involved, picked = flags[0], flags[1]
         picks, edges = picks.contiguous(), edges.contiguous()
         self._launch(
-            "star_propose", count, count, picks, edges, local_index.contiguous(), round_index,
+            "star_propose", count, count, picks, edges, local_index, round_index,
             target, root, involved, picked,
         )  # fmt: skip
         self._launch("star_pair", count, count, picks, target, involved, root)

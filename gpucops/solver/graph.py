@@ -39,8 +39,9 @@ class ClusterGraph:
         steps: the implementation its steps and contractions run on.
         buffer: which of two kept buffers of ``steps`` holds the arrays (a contraction writes
             into the other, so it never overwrites what it reads).
-        sizes: ``[2]`` int64 on the device, the clusters and edges the arrays hold when they are
-            sized by capacity (a contraction's output); None when the arrays are exact.
+        sizes: the clusters and the edges the arrays hold, two ``[1]`` int64 tensors on the
+            device, when they are sized by capacity (a contraction's output); None when the
+            arrays are exact.
         per_image: ``[num_images]`` int64 clusters of each image (a contraction counts them), or
             None to count them from ``image``.
     """
@@ -52,7 +53,7 @@ class ClusterGraph:
     num_images: int
     steps: Steps
     buffer: int = 0
-    sizes: torch.Tensor | None = None
+    sizes: tuple[torch.Tensor, torch.Tensor] | None = None
     per_image: torch.Tensor | None = None
 
     @property
@@ -78,15 +79,15 @@ class ClusterGraph:
             sizes=None,
         )
 
-    def local_index(self) -> torch.Tensor:
+    def local_index(self) -> torch.Tensor | None:
         """``[C]`` int64 index of each cluster within its image (what the coin hashes, so a
-        batch decides as its images alone would); exact arrays only."""
-        index = torch.arange(self.num_clusters, device=self.image.device)
+        batch decides as its images alone would), or None for one image: the cluster's own
+        index. Exact arrays only."""
         if self.num_images == 1:
-            return index
+            return None
         per_image = self.clusters_per_image()
         first = torch.cumsum(per_image, 0) - per_image
-        return index - first[self.image]
+        return torch.arange(self.num_clusters, device=self.image.device) - first[self.image]
 
     def contract(
         self, root: torch.Tensor, exact: bool = False
@@ -117,7 +118,7 @@ class ClusterGraph:
             edges, weights, num_edges = self.steps.coalesce_padded(
                 self.edges, self.weights, mapping, clusters, out
             )
-            sizes, image = torch.cat([roots, num_edges]), root_image
+            sizes, image = (roots, num_edges), root_image
         contracted = replace(
             self, costs=costs, edges=edges, weights=weights, image=image, buffer=buffer,
             sizes=sizes, per_image=per_image,

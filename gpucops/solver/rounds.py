@@ -130,7 +130,7 @@ def contract_rounds(
         steps.begin_pass(graph.num_clusters)
         minimum, argmin = steps.cluster_classes(costs)
         scores, picks, any_pick = steps.score_pick(costs, minimum, argmin, edges, weights)
-        questions = [tail_merges, *([graph.sizes] if graph.sizes is not None else []), any_pick]
+        questions = [tail_merges, *(graph.sizes or ()), any_pick]
         if options.tail:
             # an image small enough is finished by the exact greedy instead of more, nearly
             # empty rounds; per image, so a batch decides as its images alone would

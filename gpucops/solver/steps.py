@@ -190,10 +190,15 @@ class Steps:
         raise NotImplementedError
 
     def star_roots(
-        self, picks: torch.Tensor, edges: torch.Tensor, local_index: torch.Tensor, round_index: int
+        self,
+        picks: torch.Tensor,
+        edges: torch.Tensor,
+        local_index: torch.Tensor | None,
+        round_index: int,
     ) -> torch.Tensor:
         """Proposed roots: the coin's stars (:func:`coin_is_centre` of ``local_index [C]``, the
-        cluster's index within its image), mutual pairs, then free leaves (module docstring)."""
+        cluster's index within its image; None: the cluster's index, one image), mutual pairs,
+        then free leaves (module docstring)."""
         raise NotImplementedError
 
     def star_costs(
@@ -356,9 +361,9 @@ class TorchSteps(Steps):
         return unpack_picks(best)
 
     def star_roots(self, picks, edges, local_index, round_index):
-        centre = coin_is_centre(local_index, round_index)
         num_clusters = picks.shape[0]
         ids = torch.arange(num_clusters, device=picks.device)
+        centre = coin_is_centre(ids if local_index is None else local_index, round_index)
         has_pick = picks >= 0
         safe = picks.clamp(min=0)
         target = torch.where(
