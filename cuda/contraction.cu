@@ -327,10 +327,18 @@ extern "C" __global__ void bucket_sort(long long num_buckets, const long long* s
     }
 }
 
-extern "C" __global__ void bucket_sort_payload(long long num_buckets, const long long* start,
-                                               long long* slot, double* slot_payload) {
+// The contraction's edge buckets: sort each with its payloads (the weights), then count its runs
+// of equal secondary key — unique[b] = the distinct edges bucket b's cluster will have.
+extern "C" __global__ void bucket_sort_runs(long long num_buckets, const long long* start,
+                                            long long* slot, double* slot_payload,
+                                            long long* unique) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        gpucops_sort_bucket(slot + start[b], slot_payload + start[b], start[b + 1] - start[b]);
+        const long long first = start[b], last = start[b + 1];
+        gpucops_sort_bucket(slot + first, slot_payload + first, last - first);
+        long long runs = 0;
+        for (long long s = first; s < last; ++s)
+            runs += s == first || gpucops_slot_key(slot[s]) != gpucops_slot_key(slot[s - 1]);
+        unique[b] = runs;
     }
 }
 
@@ -358,51 +366,37 @@ extern "C" __global__ void edge_remap(long long num_edges, const long long* edge
     }
 }
 
-// In each bucket of edges by low end-point, sorted by (high, e): unique[b] = the number of runs
-// of equal high (the distinct edges the bucket's cluster will have).
-extern "C" __global__ void edge_runs(long long num_buckets, const long long* start,
-                                     const long long* slot, long long* unique) {
-    GPUCOPS_FOR_EACH(b, num_buckets) {
-        long long runs = 0;
-        for (long long s = start[b]; s < start[b + 1]; ++s)
-            runs += s == start[b] || gpucops_slot_key(slot[s]) != gpucops_slot_key(slot[s - 1]);
-        unique[b] = runs;
-    }
-}
-
-// Write the runs of bucket b from end[b] − unique[b] on (end: the inclusive prefix sum of
-// unique): edge (b, high) with the weights of its run summed in edge order (slot_weights: the
-// edges' weights, aligned with slot).
-extern "C" __global__ void edge_write(long long num_buckets, const long long* start,
-                                      const long long* slot, const double* slot_weights,
-                                      const long long* end, const long long* unique,
-                                      long long* edges, double* merged_weights) {
-    GPUCOPS_FOR_EACH(b, num_buckets) {
-        long long out = end[b] - unique[b] - 1;
-        for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const long long high = gpucops_slot_key(slot[s]);
-            if (s == start[b] || high != gpucops_slot_key(slot[s - 1])) {
-                ++out;
-                edges[2 * out] = b;
-                edges[2 * out + 1] = high;
-                merged_weights[out] = slot_weights[s];
-            } else {
-                merged_weights[out] += slot_weights[s];
+// Write the runs of bucket b (b < num_buckets) from end[b] − unique[b] on (end: the inclusive prefix
+// sum of unique): edge (b, high) with the weights of its run summed in edge order (slot_weights:
+// the edges' weights, aligned with slot). A capacity-sized output (pad_to = its rows, else 0) has
+// its rows from end[num_buckets − 1] to pad_to made inert: edge (0, 0) of weight −inf, a self-loop
+// that scores −inf and bids for no pick — the contraction sizes its output by capacity and leaves
+// the count on the device, so the host need not wait to learn it. Launched over the larger of
+// num_buckets and pad_to.
+extern "C" __global__ void edge_write(long long count, long long num_buckets, long long pad_to,
+                                      const long long* start, const long long* slot,
+                                      const double* slot_weights, const long long* end,
+                                      const long long* unique, long long* edges,
+                                      double* merged_weights) {
+    GPUCOPS_FOR_EACH(i, count) {
+        if (i < num_buckets) {
+            long long out = end[i] - unique[i] - 1;
+            for (long long s = start[i]; s < start[i + 1]; ++s) {
+                const long long high = gpucops_slot_key(slot[s]);
+                if (s == start[i] || high != gpucops_slot_key(slot[s - 1])) {
+                    ++out;
+                    edges[2 * out] = i;
+                    edges[2 * out + 1] = high;
+                    merged_weights[out] = slot_weights[s];
+                } else {
+                    merged_weights[out] += slot_weights[s];
+                }
             }
         }
-    }
-}
-
-// Rows count[0] .. capacity − 1 of a capacity-sized edge list become inert: edge (0, 0) with
-// weight −inf, a self-loop whose score is −inf, so it bids for no pick. The contraction sizes its
-// output by capacity and leaves the count on the device, so the host need not wait to learn it.
-extern "C" __global__ void edge_pad(long long capacity, const long long* count, long long* edges,
-                                    double* weights) {
-    GPUCOPS_FOR_EACH(e, capacity) {
-        if (e >= count[0]) {
-            edges[2 * e] = 0;
-            edges[2 * e + 1] = 0;
-            weights[e] = gpucops_negative_infinity();
+        if (i < pad_to && i >= end[num_buckets - 1]) {
+            edges[2 * i] = 0;
+            edges[2 * i + 1] = 0;
+            merged_weights[i] = gpucops_negative_infinity();
         }
     }
 }
@@ -415,23 +409,7 @@ extern "C" __global__ void edge_cut(long long num_edges, const long long* edges,
     GPUCOPS_FOR_EACH(e, num_edges) { cut[e] = labels[edges[2 * e]] != labels[edges[2 * e + 1]]; }
 }
 
-// ---- The exact star check. ----
-
-// key[c] = root[c] for every cluster of a star of two or more (a member or a root with
-// members), else −1. in_star must be zeroed before the launch of star_mark.
-extern "C" __global__ void star_mark(long long num_clusters, const long long* root, int* in_star) {
-    GPUCOPS_FOR_EACH(c, num_clusters) {
-        if (root[c] != c) {
-            gpucops_set_flag(in_star + c);
-            gpucops_set_flag(in_star + root[c]);
-        }
-    }
-}
-
-extern "C" __global__ void star_keys(long long num_clusters, const long long* root,
-                                     const int* in_star, long long* key) {
-    GPUCOPS_FOR_EACH(c, num_clusters) { key[c] = in_star[c] ? root[c] : -1; }
-}
+// ---- The exact star check (clusters bucketed by root, internal edges by their star's root). ----
 
 // key[e] = the common root of both end-points, or −1 when the edge joins two stars.
 extern "C" __global__ void internal_keys(long long num_edges, const long long* edges,

@@ -50,17 +50,13 @@ _SIGNATURES = {
     "bucket_fill": "ippppp",
     "bucket_fill_payload": "ippppppp",
     "bucket_sort": "ipp",
-    "bucket_sort_payload": "ippp",
+    "bucket_sort_runs": "ipppp",
     "bucket_sum_rows": "iipppp",
     "edge_remap": "ipppp",
-    "edge_runs": "ippp",
-    "edge_write": "ippppppp",
-    "edge_pad": "ippp",
+    "edge_write": "iiippppppp",
     "unpack_picks": "ipp",
     "star_shrink_bid": "ippppp",
     "star_shrink": "ipppppp",
-    "star_mark": "ipp",
-    "star_keys": "ippp",
     "internal_keys": "ippp",
     "star_cost": "iipppppppp",
     "edge_cut": "ippp",
@@ -353,45 +349,57 @@ class KernelSteps(Steps):
         return root
 
     def _buckets(
-        self,
-        keys: torch.Tensor,
-        num_buckets: int,
-        secondary: torch.Tensor,
-        name: str = "bucket",
-        payload: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self, keys: torch.Tensor, num_buckets: int, secondary: torch.Tensor, name: str = "bucket"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Counting sort of the items with ``keys ≥ 0`` into ``num_buckets`` buckets, each sorted
-        by (secondary, item). Returns ``start [num_buckets + 1]``, ``slot [M]`` packed keys
-        ``secondary << 32 | item`` and, when a float64 ``payload`` per item is given, the
-        payloads in slot order (read in item order while filling, so no random gather later) —
-        kept buffers under ``name`` (a second sort alive at the same time needs another
-        name)."""
+        by (secondary, item). Returns ``start [num_buckets + 1]`` and ``slot [M]``, packed keys
+        ``secondary << 32 | item`` — kept buffers under ``name`` (a second sort alive at the same
+        time needs another name)."""
+        counts, start, slot = self._bucket_offsets(keys, num_buckets, name)
+        n = keys.shape[0]
+        # the fill counts each bucket back down to zero (its cursor): no second zeroed array
+        self._launch("bucket_fill", n, n, keys, secondary, start, counts, slot)
+        self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
+        return start, slot
+
+    def _edge_buckets(
+        self, low: torch.Tensor, num_buckets: int, high: torch.Tensor, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_buckets` of the edges by ``low`` end-point, sorted by (``high``, edge), with
+        their ``weights`` in slot order (read in edge order while filling, so no random gather
+        later) and each bucket's count of distinct ``high`` ends. Returns ``start``, ``slot``,
+        the slot weights and ``unique [num_buckets]``."""
+        counts, start, slot = self._bucket_offsets(low, num_buckets, "bucket")
+        n = low.shape[0]
+        slot_weights = self._temporary("bucket payload", n, torch.float64)
+        self._launch(
+            "bucket_fill_payload", n, n, low, high, weights, start, counts, slot, slot_weights
+        )
+        unique = self._temporary("unique", num_buckets)
+        self._launch(
+            "bucket_sort_runs", num_buckets, num_buckets, start, slot, slot_weights, unique
+        )
+        return start, slot, slot_weights, unique
+
+    def _bucket_offsets(
+        self, keys: torch.Tensor, num_buckets: int, name: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The counts of a counting sort and their exclusive prefix sum ``start``, and room for
+        its slots."""
         if keys.shape[0] > LOW32 or num_buckets >= 1 << 31:
             raise ValueError(
                 f"the contraction kernels take at most 2^32 items and 2^31 buckets, got "
                 f"{keys.shape[0]} items and {num_buckets} buckets"
             )
-        # the counts and the prefix sum in one buffer, so one launch zeroes the counts and
-        # start[0] (`start[0] = 0` would copy a host number and wait for it)
+        # the counts and the prefix sum in one zeroed buffer: start[0] is 0 with no launch
+        # (`start[0] = 0` would copy a host number and wait for it)
         counted = self._zeros(f"{name} counts", 2 * num_buckets + 1)
         counts, start = counted[:num_buckets], counted[num_buckets:]
         self._launch("bucket_count", keys.shape[0], keys.shape[0], keys, counts)
         torch.cumsum(counts, 0, out=start[1:])
         # sized by capacity (at most every item has a bucket), not by start[-1], whose read-back
         # would stop the host until the device caught up; consumers read slots by start only
-        slot = self._temporary(f"{name} slot", keys.shape[0])
-        n = keys.shape[0]
-        if payload is None:
-            # the fill counts each bucket back down to zero (its cursor): no second zeroed array
-            self._launch("bucket_fill", n, n, keys, secondary, start, counts, slot)
-            self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
-            return start, slot, None
-        slot_payload = self._temporary(f"{name} payload", slot.shape[0], torch.float64)
-        self._launch(
-            "bucket_fill_payload", n, n, keys, secondary, payload, start, counts, slot, slot_payload
-        )
-        self._launch("bucket_sort_payload", num_buckets, num_buckets, start, slot, slot_payload)
-        return start, slot, slot_payload
+        return counts, start, self._temporary(f"{name} slot", keys.shape[0])
 
     def _output(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
         if not name:
@@ -413,7 +421,7 @@ class KernelSteps(Steps):
         """As :meth:`Steps.segment_sum` (ids < 0 skipped); ``out`` names a kept buffer to write
         into (see :meth:`_temporary`), "" = a new tensor."""
         rows, segment_ids = rows.contiguous(), segment_ids.contiguous()
-        start, slot, _ = self._buckets(segment_ids, num_segments, segment_ids)
+        start, slot = self._buckets(segment_ids, num_segments, segment_ids)
         width = rows.shape[1]
         out = self._output(out, num_segments * width, torch.float64).view(num_segments, width)
         self._launch(
@@ -447,20 +455,17 @@ class KernelSteps(Steps):
             return merged, merged_weights, torch.zeros(1, dtype=torch.int64, device=self.device)
         low, high = self._temporary("low", num_edges), self._temporary("high", num_edges)
         self._launch("edge_remap", num_edges, num_edges, edges.contiguous(), mapping, low, high)
-        start, slot, slot_weights = self._buckets(
-            low, num_clusters, high, payload=weights.contiguous()
+        start, slot, slot_weights, unique = self._edge_buckets(
+            low, num_clusters, high, weights.contiguous()
         )
-        unique = self._temporary("unique", num_clusters)
-        self._launch("edge_runs", num_clusters, num_clusters, start, slot, unique)
         end = torch.cumsum(unique, 0)
+        pad_to = num_edges if pad else 0
+        count = max(num_clusters, pad_to)
         self._launch(
-            "edge_write", num_clusters, num_clusters, start, slot, slot_weights, end, unique,
-            merged, merged_weights,
+            "edge_write", count, count, num_clusters, pad_to, start, slot, slot_weights, end,
+            unique, merged, merged_weights,
         )  # fmt: skip
-        count = end[-1:]
-        if pad:
-            self._launch("edge_pad", num_edges, num_edges, count, merged, merged_weights)
-        return merged, merged_weights, count
+        return merged, merged_weights, end[-1:]
 
     def tile_roots(self, costs, edges, weights, tiles, num_images):
         # the kernel reads the edges inside tiles from the tile lists, not from ``edges``
@@ -507,16 +512,12 @@ class KernelSteps(Steps):
     def star_costs(self, root, costs, minimum, edges, weights):
         (num_clusters, width), num_edges = costs.shape, edges.shape[0]
         root, edges = root.contiguous(), edges.contiguous()
-        in_star = self._zeros("in star", num_clusters, torch.int32)
-        self._launch("star_mark", num_clusters, num_clusters, root, in_star)
-        key = self._temporary("star key", num_clusters)
-        self._launch("star_keys", num_clusters, num_clusters, root, in_star, key)
-        start, slot, _ = self._buckets(key, num_clusters, key, "star")
+        # every cluster in the bucket of its root: a root alone sums to a cost of 0, which no
+        # member reads (no marks of who is in a star, so two launches fewer)
+        start, slot = self._buckets(root, num_clusters, root, "star")
         internal = self._temporary("low", num_edges)
         self._launch("internal_keys", num_edges, num_edges, edges, root, internal)
-        internal_start, internal_slot, _ = self._buckets(
-            internal, num_clusters, internal, "internal"
-        )
+        internal_start, internal_slot = self._buckets(internal, num_clusters, internal, "internal")
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
             "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
