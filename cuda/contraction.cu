@@ -98,7 +98,11 @@ __device__ __forceinline__ void gpucops_bid(long long e, long long u, long long 
 // min_k [(C_u(k) − m_u) + (C_v(k) − m_v)]), and let each cluster pick its incident edge of largest
 // t > 0: best[c] = max over such edges of (float32 bits of t) << 32 | (0xFFFFFFFF − e); 0 = none.
 // best must be zeroed before the launch.
+// best[num_clusters], zeroed with the keys, becomes 1 if any t > 0 (the round loop's "anything
+// left?", with no reduction of its own; read before written, so a hot word takes few atomics).
+// bid = 0: scores and the flag only (a band picks later).
 extern "C" __global__ void score_pick(long long num_edges, long long num_classes,
+                                      long long num_clusters, long long bid,
                                       const long long* edges, const double* weights,
                                       const double* costs, const double* minimum,
                                       const long long* argmin, double* scores,
@@ -109,7 +113,9 @@ extern "C" __global__ void score_pick(long long num_edges, long long num_classes
             gpucops_score(weights[e], costs + u * num_classes, minimum[u], argmin[u],
                           costs + v * num_classes, minimum[v], argmin[v], num_classes);
         scores[e] = t;
-        gpucops_bid(e, u, v, t, best);
+        if (t > 0 && !gpucops_load(best + num_clusters))
+            gpucops_atomic_max(best + num_clusters, 1ULL);
+        if (bid) gpucops_bid(e, u, v, t, best);
     }
 }
 
@@ -153,14 +159,12 @@ extern "C" __global__ void pick_band(long long num_edges, const long long* edges
 }
 
 // Each cluster's picked edge from its largest key: picks[c] = 0xFFFFFFFF − (best[c] & 0xFFFFFFFF),
-// −1 where it has none (best[c] = 0); best[num_clusters], zeroed with the keys, becomes 1 if any
-// cluster has a pick (the round loop's "anything left?", with no reduction of its own).
-extern "C" __global__ void unpack_picks(long long num_clusters, unsigned long long* best,
+// −1 where it has none (best[c] = 0).
+extern "C" __global__ void unpack_picks(long long num_clusters, const unsigned long long* best,
                                         long long* picks) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
         const unsigned long long key = best[c];
         picks[c] = key ? (long long)(0xFFFFFFFFULL - (key & 0xFFFFFFFFULL)) : -1LL;
-        if (key) gpucops_atomic_max(best + num_clusters, 1ULL);
     }
 }
 

@@ -32,6 +32,11 @@ __device__ __forceinline__ void gpucops_atomic_max(unsigned long long* address,
 
 __device__ __forceinline__ void gpucops_set_flag(int* address) { atomicExch(address, 1); }
 
+// a read of a word other threads may be writing with atomics
+__device__ __forceinline__ unsigned long long gpucops_load(const unsigned long long* address) {
+    return *(const volatile unsigned long long*)address;
+}
+
 // returns the value before the addition
 __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long long value) {
     return (long long)atomicAdd((unsigned long long*)address, (unsigned long long)value);
@@ -154,6 +159,10 @@ inline void gpucops_atomic_max(unsigned long long* address, unsigned long long v
 }
 
 inline void gpucops_set_flag(int* address) { __atomic_store_n(address, 1, __ATOMIC_RELAXED); }
+
+inline unsigned long long gpucops_load(const unsigned long long* address) {
+    return __atomic_load_n(address, __ATOMIC_RELAXED);
+}
 
 inline long long gpucops_atomic_add(long long* address, long long value) {
     return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);

@@ -47,6 +47,9 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
         costs, minimum, argmin, edges, weights
     )
     assert bool(any_pick) == bool(expected_any) == bool((picks >= 0).any())
+    scores_only = kernels.score_pick(costs, minimum, argmin, edges, weights, pick=False)
+    assert torch.equal(scores_only[0], scores) and scores_only[1] is None
+    assert bool(scores_only[2]) == bool(any_pick)
     assert torch.equal(scores, expected_scores) and torch.equal(picks, expected_picks)
     # the band's picks, one image or several (grouped), on the host's and the GPU's way to cut
     for image in (torch.zeros(clusters, dtype=torch.int64), torch.arange(clusters) * 3 // clusters):

@@ -38,7 +38,7 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 # argument types of each kernel, in order: "i" long long, "p" pointer
 _SIGNATURES = {
     "row_min": "iippp",
-    "score_pick": "iippppppp",
+    "score_pick": "iiiippppppp",
     "top_cut": "iiippp",
     "pick_band": "ippppp",
     "star_propose": "ipppipppp",
@@ -282,24 +282,25 @@ class KernelSteps(Steps):
         self._launch("row_min", count, count, width, costs, minimum, argmin)
         return minimum, argmin
 
-    def score_pick(self, costs, minimum, argmin, edges, weights):
+    def score_pick(self, costs, minimum, argmin, edges, weights, pick=True):
         num_edges, (num_clusters, num_classes) = edges.shape[0], costs.shape
         # the scores live until the round's stars are checked, before the next score_pick
         scores = self._temporary("scores", num_edges, torch.float64)
-        best = self._zeros("best", num_clusters + 1)  # the last word: the any-pick flag
+        best = self._zeros("best", num_clusters + 1)  # the last word: the any-positive flag
         self._launch(
-            "score_pick", num_edges, num_edges, num_classes, edges.contiguous(),
-            weights.contiguous(), costs.contiguous(), minimum.contiguous(), argmin.contiguous(),
-            scores, best,
+            "score_pick", num_edges, num_edges, num_classes, num_clusters, int(pick),
+            edges.contiguous(), weights.contiguous(), costs.contiguous(), minimum.contiguous(),
+            argmin.contiguous(), scores, best,
         )  # fmt: skip
-        return (scores, *self._unpack_picks(best))
+        picks = self._unpack_picks(best[:num_clusters]) if pick else None
+        return scores, picks, best[num_clusters:]
 
     def top_fraction_pick(self, scores, edges, image, num_images, fraction):
         num_edges, edges, scores = scores.shape[0], edges.contiguous(), scores.contiguous()
         cut = self._top_fraction_cuts(scores, edges, image, num_images, fraction)
-        best = self._zeros("best", image.shape[0] + 1)
+        best = self._zeros("best", image.shape[0])
         self._launch("pick_band", num_edges, num_edges, edges, scores, image, cut, best)
-        return self._unpack_picks(best)[0]
+        return self._unpack_picks(best)
 
     def _top_fraction_cuts(self, scores, edges, image, num_images, fraction):
         """:func:`~gpucops.solver.steps.top_fraction_cuts`: on the host torch's (one image: a
@@ -324,13 +325,11 @@ class KernelSteps(Steps):
         self._launch("top_cut", num_images, num_images, num_edges, bits, ranked, first, cut)
         return cut
 
-    def _unpack_picks(self, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`~gpucops.solver.steps.unpack_picks` of ``best [C + 1]`` (keys, then a zero) as
-        one kernel: the picks ``[C]`` and whether any cluster has one (``[1]``, in ``best``)."""
-        count = best.shape[0] - 1
-        picks = torch.empty(count, dtype=torch.int64, device=self.device)
-        self._launch("unpack_picks", count, count, best, picks)
-        return picks, best[count:]
+    def _unpack_picks(self, best: torch.Tensor) -> torch.Tensor:
+        """:func:`~gpucops.solver.steps.unpack_picks` as one kernel."""
+        picks = torch.empty_like(best)
+        self._launch("unpack_picks", best.shape[0], best.shape[0], best, picks)
+        return picks
 
     def star_roots(self, picks, edges, local_index, round_index):
         count = picks.shape[0]

@@ -129,22 +129,25 @@ def contract_rounds(
         costs, edges, weights = graph.costs, graph.edges, graph.weights
         steps.begin_pass(graph.num_clusters)
         minimum, argmin = steps.cluster_classes(costs)
-        scores, picks, any_pick = steps.score_pick(costs, minimum, argmin, edges, weights)
+        # with a band, the picks come after it
+        scores, picks, any_pick = steps.score_pick(
+            costs, minimum, argmin, edges, weights, pick=options.top_fraction is None
+        )
         questions = [tail_merges, *(graph.sizes or ()), any_pick]
         if options.tail:
             # an image small enough is finished by the exact greedy instead of more, nearly
             # empty rounds; per image, so a batch decides as its images alone would
-            small = graph.clusters_per_image() <= options.tail
-            questions.append(small)
+            questions.append(graph.clusters_per_image())
         tail_total, *answers = torch.cat(questions).tolist()
         if graph.sizes is not None:
             (clusters, num_edges), answers = answers[:2], answers[2:]
             merges_per_round.append(contracted_from - clusters)
             graph = graph.settled(clusters, num_edges)
-            minimum, argmin, picks = minimum[:clusters], argmin[:clusters], picks[:clusters]
+            minimum, argmin = minimum[:clusters], argmin[:clusters]
+            picks = None if picks is None else picks[:clusters]
             scores = scores[:num_edges]
             costs, edges, weights = graph.costs, graph.edges, graph.weights
-        more, small_images = bool(answers[0]), [bool(a) for a in answers[1:]]
+        more, small_images = bool(answers[0]), [n <= options.tail for n in answers[1:]]
         if not more:
             break
         # an image, once small, stays small (clusters only merge)
@@ -160,7 +163,7 @@ def contract_rounds(
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:
-            finishing = small & ~finished_on_device
+            finishing = (graph.clusters_per_image() <= options.tail) & ~finished_on_device
             exact = _tail_roots(graph, finishing)
             in_tail = finishing[graph.image]
             root = exact if root is None else torch.where(in_tail, exact, root)

@@ -167,9 +167,11 @@ class Steps:
         argmin: torch.Tensor,
         edges: torch.Tensor,
         weights: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``t = w − p`` of every edge, each cluster's pick from those scores, and ``[1]`` on the
-        device, nonzero where some cluster has a pick (read with the pass's other questions)."""
+        pick: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``t = w − p`` of every edge, each cluster's pick from those scores (None unless
+        ``pick``: a band picks later), and ``[1]`` on the device, nonzero where some score is
+        positive — where some cluster has a pick (read with the pass's other questions)."""
         raise NotImplementedError
 
     def begin_pass(self, num_clusters: int) -> None:
@@ -334,7 +336,7 @@ class TorchSteps(Steps):
         # torch.min's index on ties is not specified: take the lowest class attaining the min
         return minimum, (costs == minimum.unsqueeze(1)).to(torch.int8).argmax(dim=1)
 
-    def score_pick(self, costs, minimum, argmin, edges, weights):
+    def score_pick(self, costs, minimum, argmin, edges, weights, pick=True):
         u, v = edges[:, 0], edges[:, 1]
         scores = weights.clone()
         differ = (argmin[u] != argmin[v]).nonzero().flatten()
@@ -342,8 +344,8 @@ class TorchSteps(Steps):
             du, dv = u[differ], v[differ]
             margins = (costs[du] - minimum[du, None]) + (costs[dv] - minimum[dv, None])
             scores[differ] = weights[differ] - margins.min(dim=1).values
-        picks = self.pick(scores, edges, costs.shape[0])
-        return scores, picks, (picks >= 0).any().view(1)
+        picks = self.pick(scores, edges, costs.shape[0]) if pick else None
+        return scores, picks, (scores > 0).any().view(1)
 
     def top_fraction_pick(self, scores, edges, image, num_images, fraction):
         edge_image = image[edges[:, 0]]
