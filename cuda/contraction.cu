@@ -415,22 +415,17 @@ extern "C" __global__ void edge_cut(long long num_edges, const long long* edges,
 
 // ---- The exact star check (clusters bucketed by root, internal edges by their star's root). ----
 
-// key[e] = the common root of both end-points, or −1 when the edge joins two stars.
-extern "C" __global__ void internal_keys(long long num_edges, const long long* edges,
-                                         const long long* root, long long* key) {
-    GPUCOPS_FOR_EACH(e, num_edges) {
-        const long long r = root[edges[2 * e]];
-        key[e] = r == root[edges[2 * e + 1]] ? r : -1;
-    }
-}
-
 // Merge cost of the star rooted at b: min_k Σ C(k) − Σ min C − Σ internal w, each sum over the
-// bucket's items in order (an empty star costs 0). Class by class, so no [clusters, K] scratch.
+// bucket's clusters in index order (slot: the clusters by root). The internal edges are found
+// from each member's run of edges as the low end-point (edges sorted by (low, high); edge_first:
+// each cluster's first, then the count), those whose high end shares the root: in edge order,
+// as a bucket of them sorted by edge would add them. A root alone costs 0. Class by class, so no
+// [clusters, K] scratch.
 extern "C" __global__ void star_cost(long long num_buckets, long long width, const long long* start,
                                      const long long* slot, const double* costs,
-                                     const double* minimum, const long long* internal_start,
-                                     const long long* internal_slot, const double* weights,
-                                     double* merge_cost) {
+                                     const double* minimum, const long long* root,
+                                     const long long* edges, const long long* edge_first,
+                                     const double* weights, double* merge_cost) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         double best = 0.0, minima = 0.0, internal = 0.0;
         for (long long k = 0; k < width; ++k) {
@@ -439,10 +434,12 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
                 sum += costs[gpucops_slot_item(slot[s]) * width + k];
             best = k == 0 || sum < best ? sum : best;
         }
-        for (long long s = start[b]; s < start[b + 1]; ++s)
-            minima += minimum[gpucops_slot_item(slot[s])];
-        for (long long s = internal_start[b]; s < internal_start[b + 1]; ++s)
-            internal += weights[gpucops_slot_item(internal_slot[s])];
+        for (long long s = start[b]; s < start[b + 1]; ++s) {
+            const long long member = gpucops_slot_item(slot[s]);
+            minima += minimum[member];
+            for (long long e = edge_first[member]; e < edge_first[member + 1]; ++e)
+                if (root[edges[2 * e + 1]] == b) internal += weights[e];
+        }
         merge_cost[b] = best - minima - internal;
     }
 }

@@ -57,8 +57,7 @@ _SIGNATURES = {
     "unpack_picks": "ipp",
     "star_shrink_bid": "ippppp",
     "star_shrink": "ipppppp",
-    "internal_keys": "ippp",
-    "star_cost": "iipppppppp",
+    "star_cost": "iippppppppp",
     "edge_cut": "ippp",
     "tile_greedy": "iiiiippppppppppppp",
 }
@@ -509,18 +508,18 @@ class KernelSteps(Steps):
         return cut
 
     def star_costs(self, root, costs, minimum, edges, weights):
-        (num_clusters, width), num_edges = costs.shape, edges.shape[0]
+        num_clusters, width = costs.shape
         root, edges = root.contiguous(), edges.contiguous()
         # every cluster in the bucket of its root: a root alone sums to a cost of 0, which no
-        # member reads (no marks of who is in a star, so two launches fewer)
+        # member reads (no marks of who is in a star)
         start, slot = self._buckets(root, num_clusters, root, "star")
-        internal = self._temporary("low", num_edges)
-        self._launch("internal_keys", num_edges, num_edges, edges, root, internal)
-        internal_start, internal_slot = self._buckets(internal, num_clusters, internal, "internal")
+        # each cluster's run of edges as the low end-point (the edges are sorted by it): the
+        # internal edges come from the members' runs, with no sort of their own
+        edge_first = torch.searchsorted(edges[:, 0].contiguous(), self._identity(num_clusters + 1))
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
             "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
-            minimum.contiguous(), internal_start, internal_slot, weights.contiguous(), merge_cost,
+            minimum.contiguous(), root, edges, edge_first, weights.contiguous(), merge_cost,
         )  # fmt: skip
         return merge_cost
 
