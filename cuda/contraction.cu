@@ -360,6 +360,35 @@ extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long widt
     }
 }
 
+// The contraction's class-cost rows from the star check's buckets (start, slot: the clusters by
+// proposed root, in index order): a new cluster — a cluster c the check left a root, row
+// mapping[c] — sums the members of its proposed star the check kept (checked[m] = c) in index
+// order, as a bucket by new index would; a member the check sent off is alone. Rows from roots[0]
+// on (a capacity-sized output) are zeroed.
+extern "C" __global__ void star_sum_rows(long long num_clusters, long long width,
+                                         const long long* start, const long long* slot,
+                                         const long long* proposed, const long long* checked,
+                                         const long long* mapping, const long long* roots,
+                                         const double* rows, double* out) {
+    GPUCOPS_FOR_EACH(c, num_clusters) {
+        if (c >= roots[0])
+            for (long long k = 0; k < width; ++k) out[c * width + k] = 0.0;
+        if (checked[c] != c) continue;
+        double* sum = out + mapping[c] * width;
+        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
+        if (proposed[c] != c) {  // sent off by the check: alone
+            for (long long k = 0; k < width; ++k) sum[k] += rows[c * width + k];
+            continue;
+        }
+        for (long long s = start[c]; s < start[c + 1]; ++s) {
+            const long long member = gpucops_slot_item(slot[s]);
+            if (checked[member] != c) continue;
+            const double* row = rows + member * width;
+            for (long long k = 0; k < width; ++k) sum[k] += row[k];
+        }
+    }
+}
+
 // Map both end-points of every edge; low[e] = −1 for an edge inside one cluster.
 extern "C" __global__ void edge_remap(long long num_edges, const long long* edges,
                                       const long long* mapping, long long* low, long long* high) {

@@ -75,6 +75,12 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     roots = int(expected[1])
     assert all(map(torch.equal, got[:3], expected[:3]))
     assert torch.equal(got[3][:roots], expected[3][:roots])  # the rows past the roots: undefined
+    # the contraction's class costs from the check's own buckets (the roots it just returned)
+    mapping, roots = expected[0], expected[1]
+    assert torch.equal(
+        kernels.contracted_costs(costs, checked, mapping, roots, clusters),
+        TORCH.segment_sum(costs, mapping, clusters),
+    )
 
 
 def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):

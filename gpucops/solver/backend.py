@@ -52,6 +52,7 @@ _SIGNATURES = {
     "bucket_sort": "ipp",
     "bucket_sort_runs": "ipppp",
     "bucket_sum_rows": "iipppp",
+    "star_sum_rows": "iipppppppp",
     "edge_remap": "ipppp",
     "edge_write": "iiippppppp",
     "unpack_picks": "ipp",
@@ -151,6 +152,8 @@ class KernelSteps(Steps):
         # the pass's zeroed scratch (begin_pass): words [used, end) are still zero
         self._zeroed: torch.Tensor | None = None
         self._zeroed_used = 0
+        # the star check's roots and buckets of this pass: (checked, proposed, start, slot)
+        self._stars: tuple[torch.Tensor, ...] | None = None
         if self.device.type == "cpu":
             self._library = host_library() if library is None else library
 
@@ -164,7 +167,7 @@ class KernelSteps(Steps):
     def release_scratch(self) -> None:
         """Free the kept scratch buffers (they are allocated again when next needed)."""
         self._scratch.clear()
-        self._zeroed, self._zeroed_used = None, 0
+        self._zeroed, self._zeroed_used, self._stars = None, 0, None
 
     def begin_pass(self, num_clusters):
         # one launch zeroes what the pass's steps need zeroed (pick keys, star flags, bucket
@@ -172,6 +175,7 @@ class KernelSteps(Steps):
         words = _ZEROED_PER_CLUSTER * num_clusters + 64
         self._zeroed = self._temporary("zeroed", words).zero_()
         self._zeroed_used = 0
+        self._stars = None  # the last pass's star buckets: dead
 
     def _identity(self, count: int) -> torch.Tensor:
         """0, 1, …, ``count`` − 1 from a kept buffer, filled when it grows (not a launch a
@@ -427,6 +431,22 @@ class KernelSteps(Steps):
         )
         return out
 
+    def contracted_costs(self, costs, root, mapping, roots, num_clusters, out=""):
+        stars = self._stars
+        if stars is None or root is not stars[0]:
+            return self.segment_sum(costs, mapping, num_clusters, out)
+        # roots the check just returned: its buckets (clusters by proposed root, in index order)
+        # hold every new cluster's members in the order a bucket by new index would — one kernel
+        # instead of a counting sort
+        _, proposed, start, slot = stars
+        width = costs.shape[1]
+        rows = self._output(out, num_clusters * width, torch.float64).view(num_clusters, width)
+        self._launch(
+            "star_sum_rows", num_clusters, num_clusters, width, start, slot, proposed, root,
+            mapping, roots, costs.contiguous(), rows,
+        )  # fmt: skip
+        return rows
+
     def coalesce_padded(self, edges, weights, mapping, num_clusters, out=""):
         """As :meth:`Steps.coalesce_padded`; ``out`` names kept buffers to write into (see
         :meth:`_temporary`), "" = new tensors."""
@@ -492,12 +512,15 @@ class KernelSteps(Steps):
         count = root.shape[0]
         if scores.numel() == 0:  # no edges, no stars
             return root
-        merge_cost = self.star_costs(root, costs, minimum, edges, weights)
-        best = self._zeros("shrink best", count)
         root, picks, scores = root.contiguous(), picks.contiguous(), scores.contiguous()
+        start, slot = self._star_buckets(root)
+        merge_cost = self._star_costs(root, start, slot, costs, minimum, edges, weights)
+        best = self._zeros("shrink best", count)
         self._launch("star_shrink_bid", count, count, root, picks, scores, merge_cost, best)
         checked = torch.empty_like(root)
         self._launch("star_shrink", count, count, root, picks, scores, merge_cost, best, checked)
+        # the contraction into these roots sums its class costs from the same buckets
+        self._stars = (checked, root, start, slot)
         return checked
 
     def edge_cut(self, edges, labels):
@@ -508,11 +531,16 @@ class KernelSteps(Steps):
         return cut
 
     def star_costs(self, root, costs, minimum, edges, weights):
+        return self._star_costs(root, *self._star_buckets(root), costs, minimum, edges, weights)
+
+    def _star_buckets(self, root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every cluster in the bucket of its root, in index order: a root alone sums to a cost
+        of 0, which no member reads (no marks of who is in a star)."""
+        return self._buckets(root, root.shape[0], root, "star")
+
+    def _star_costs(self, root, start, slot, costs, minimum, edges, weights):
         num_clusters, width = costs.shape
-        root, edges = root.contiguous(), edges.contiguous()
-        # every cluster in the bucket of its root: a root alone sums to a cost of 0, which no
-        # member reads (no marks of who is in a star)
-        start, slot = self._buckets(root, num_clusters, root, "star")
+        edges = edges.contiguous()
         # each cluster's run of edges as the low end-point (the edges are sorted by it): the
         # internal edges come from the members' runs, with no sort of their own
         edge_first = torch.searchsorted(edges[:, 0].contiguous(), self._identity(num_clusters + 1))

@@ -110,7 +110,9 @@ class ClusterGraph:
         buffer = 1 - self.buffer
         out = f"graph {buffer}"
         # rows past the roots sum no member: zero class costs
-        costs = self.steps.segment_sum(self.costs, mapping, clusters, out + ".costs")
+        costs = self.steps.contracted_costs(
+            self.costs, root, mapping, roots, clusters, out + ".costs"
+        )
         if exact:
             edges, weights = self.steps.coalesce(self.edges, self.weights, mapping, clusters, out)
             sizes, image = None, root_image[:clusters]

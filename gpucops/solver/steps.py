@@ -240,6 +240,21 @@ class Steps:
         item order."""
         raise NotImplementedError
 
+    def contracted_costs(
+        self,
+        costs: torch.Tensor,
+        root: torch.Tensor,
+        mapping: torch.Tensor,
+        roots: torch.Tensor,
+        num_clusters: int,
+        out: str = "",
+    ) -> torch.Tensor:
+        """The class costs ``[num_clusters, K]`` of a contraction into ``root [C]``: each new
+        cluster (``mapping [C]``, ``roots [1]`` of them on the device) sums its members' rows in
+        index order, the rows past the roots zero — :meth:`segment_sum`, which an implementation
+        may take from the star check that produced ``root``."""
+        return self.segment_sum(costs, mapping, num_clusters, out)
+
     def coalesce(
         self,
         edges: torch.Tensor,
