@@ -53,7 +53,6 @@ import argparse
 import collections
 import functools
 import importlib
-import json
 import sys
 import weakref
 from dataclasses import dataclass, field, fields
@@ -66,7 +65,7 @@ from torch.utils._pytree import tree_leaves
 
 import gpucops
 import gpucops.solver as solver_package
-from gpucops.cli import format_table
+from gpucops.cli import format_table, write_json
 from gpucops.solver import DEFAULTS, graph, parallel, rounds
 from gpucops.solver.backend import KernelSteps
 from gpucops.synthetic import make_problem
@@ -359,9 +358,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", help="also write the totals per case as JSON here")
     args = parser.parse_args(argv)
     records = run(args)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(records, handle, indent=2)
+    write_json(args.json, records)
     return records
 
 

@@ -28,7 +28,6 @@ a zero step counts as no descent), the ascent rate and the mean change of the so
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; 
 # isort: split
 import torch
 
-from gpucops.cli import markdown_table
+from gpucops.cli import markdown_table, write_json
 from gpucops.layer import AMWCLayer
 from gpucops.losses import panoptic_quality_loss
 from gpucops.synthetic import SyntheticProblem, make_problem
@@ -265,9 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\nsmoothed loss, σ = {args.sigma}, {args.pairs} antithetic pairs, "
               f"{args.smoothed_size[0]}×{args.smoothed_size[1]}")  # fmt: skip
         print(_table(rows))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
+    write_json(args.json, report)
     return report
 
 

@@ -11,7 +11,6 @@ that must move at least once, over time) next to the device's measured copy band
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; 
 # isort: split
 import torch
 
-from gpucops.cli import format_table
+from gpucops.cli import format_table, write_json
 from gpucops.kernels import (
     edge_costs_from_logits,
     edge_feature_shift,
@@ -155,9 +154,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmarks/kernels.py times Triton on a GPU; no CUDA device here (skipped)")
     records = run(args)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(records, handle, indent=2)
+    write_json(args.json, records)
     return records
 
 

@@ -11,7 +11,6 @@ The official code needed 2.5 s (AMWC) + 6.1 s (MWC) per iteration of this kind o
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import gpucops  # noqa: F401  (first: idle OpenMP threads sleep, as in the CLI; 
 # isort: split
 import torch
 
-from gpucops.cli import format_table
+from gpucops.cli import format_table, write_json
 from gpucops.layer import AMWCLayer, LayerOutput
 from gpucops.losses import panoptic_quality_loss
 from gpucops.synthetic import SyntheticProblem, make_problem
@@ -110,9 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="also write the record as JSON here")
     args = parser.parse_args(argv)
     record = run(args)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(record, handle, indent=2)
+    write_json(args.json, record)
     return record
 
 

@@ -15,14 +15,13 @@ ratio (trivial − parallel) / (trivial − sequential) of objective improvement
 from __future__ import annotations
 
 import argparse
-import json
 
 import gpucops
 
 # isort: split
 import torch
 
-from gpucops.cli import format_table
+from gpucops.cli import format_table, write_json
 from gpucops.inference import warm_up_solvers
 from gpucops.objectives import improvement_ratio, trivial_objective
 from gpucops.solver import DEFAULTS
@@ -188,9 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     print()
     print(format_table(headers, rows))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(records, handle, indent=1)
+    write_json(args.json, records, indent=1)
     return records
 
 

@@ -12,12 +12,11 @@ after a warm-up, with the min–max range).
 from __future__ import annotations
 
 import argparse
-import json
 
 import gpucops
 
 # isort: split
-from gpucops.cli import format_table
+from gpucops.cli import format_table, write_json
 from gpucops.objectives import trivial_objective
 from gpucops.synthetic import make_problem
 from gpucops.timing import Timing, median_time
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error("--tails must start with 0 (the rounds-only reference)")
     records = run(args)
     print(format_table(HEADER, [_row(record) for record in records]))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(records, handle, indent=2)
+    write_json(args.json, records)
     return records
 
 

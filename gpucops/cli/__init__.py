@@ -21,9 +21,16 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import bench, convert, demo, evaluate, predict
-from .table import format_table, markdown_table
+from .table import format_table, markdown_table, write_json
 
-__all__ = ["build_parser", "format_table", "main", "markdown_table", "report_errors"]
+__all__ = [
+    "build_parser",
+    "format_table",
+    "main",
+    "markdown_table",
+    "report_errors",
+    "write_json",
+]
 
 COMMANDS = (demo, predict, evaluate, bench, convert)
 # what a user's input, files or machine cause (OSError: missing, unreadable, unwritable files);

@@ -1,10 +1,11 @@
-"""Tables for the terminal and for Markdown reports."""
+"""Reports: tables for the terminal and Markdown, records as JSON."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-__all__ = ["format_table", "markdown_table"]
+__all__ = ["format_table", "markdown_table", "write_json"]
 
 
 def _cells(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[list[str]]:
@@ -26,3 +27,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(row) + " |" for row in cells]
     lines.insert(1, "|" + "|".join(" --- " for _ in headers) + "|")
     return "\n".join(lines)
+
+
+def write_json(path: str | None, value: object, indent: int = 2) -> None:
+    """``value`` as indented JSON at ``path``; nothing when ``path`` is None (a benchmark's
+    optional ``--json``)."""
+    if path is None:
+        return
+    with open(path, "w") as handle:
+        json.dump(value, handle, indent=indent)
