@@ -347,15 +347,19 @@ extern "C" __global__ void bucket_sort_runs(long long num_buckets, const long lo
 }
 
 // out[b, :] = Σ rows[i, :] over the bucket's items in their order (rows [*, width]).
+// Class by class into a register (the same order of addition per class as item by item): one
+// store per output value instead of a load and a store per item.
 extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long width,
-                                           const long long* start, const long long* slot,
-                                           const double* rows, double* out) {
+                                           const long long* __restrict__ start,
+                                           const long long* __restrict__ slot,
+                                           const double* __restrict__ rows,
+                                           double* __restrict__ out) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        double* sum = out + b * width;
-        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
-        for (long long s = start[b]; s < start[b + 1]; ++s) {
-            const double* row = rows + gpucops_slot_item(slot[s]) * width;
-            for (long long k = 0; k < width; ++k) sum[k] += row[k];
+        for (long long k = 0; k < width; ++k) {
+            double sum = 0.0;
+            for (long long s = start[b]; s < start[b + 1]; ++s)
+                sum += rows[gpucops_slot_item(slot[s]) * width + k];
+            out[b * width + k] = sum;
         }
     }
 }
@@ -374,17 +378,19 @@ extern "C" __global__ void star_sum_rows(long long num_clusters, long long width
         if (c >= roots[0])
             for (long long k = 0; k < width; ++k) out[c * width + k] = 0.0;
         if (checked[c] != c) continue;
-        double* sum = out + mapping[c] * width;
-        for (long long k = 0; k < width; ++k) sum[k] = 0.0;
-        if (proposed[c] != c) {  // sent off by the check: alone
-            for (long long k = 0; k < width; ++k) sum[k] += rows[c * width + k];
-            continue;
-        }
-        for (long long s = start[c]; s < start[c + 1]; ++s) {
-            const long long member = gpucops_slot_item(slot[s]);
-            if (checked[member] != c) continue;
-            const double* row = rows + member * width;
-            for (long long k = 0; k < width; ++k) sum[k] += row[k];
+        double* row = out + mapping[c] * width;
+        const bool alone = proposed[c] != c;  // sent off by the check
+        for (long long k = 0; k < width; ++k) {  // class by class into a register
+            double sum = 0.0;
+            if (alone) {
+                sum += rows[c * width + k];
+            } else {
+                for (long long s = start[c]; s < start[c + 1]; ++s) {
+                    const long long member = gpucops_slot_item(slot[s]);
+                    if (checked[member] == c) sum += rows[member * width + k];
+                }
+            }
+            row[k] = sum;
         }
     }
 }
@@ -413,17 +419,16 @@ extern "C" __global__ void edge_write(long long count, long long num_buckets, lo
                                       double* merged_weights) {
     GPUCOPS_FOR_EACH(i, count) {
         if (i < num_buckets) {
-            long long out = end[i] - unique[i] - 1;
-            for (long long s = start[i]; s < start[i + 1]; ++s) {
+            // each run's sum in a register, stored once at the run's end
+            long long out = end[i] - unique[i];
+            for (long long s = start[i]; s < start[i + 1];) {
                 const long long high = gpucops_slot_key(slot[s]);
-                if (s == start[i] || high != gpucops_slot_key(slot[s - 1])) {
-                    ++out;
-                    edges[2 * out] = i;
-                    edges[2 * out + 1] = high;
-                    merged_weights[out] = slot_weights[s];
-                } else {
-                    merged_weights[out] += slot_weights[s];
-                }
+                double sum = slot_weights[s];
+                for (++s; s < start[i + 1] && gpucops_slot_key(slot[s]) == high; ++s)
+                    sum += slot_weights[s];
+                edges[2 * out] = i;
+                edges[2 * out + 1] = high;
+                merged_weights[out++] = sum;
             }
         }
         if (i < pad_to && i >= end[num_buckets - 1]) {
