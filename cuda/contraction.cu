@@ -367,15 +367,16 @@ extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long widt
 // The contraction's class-cost rows from the star check's buckets (start, slot: the clusters by
 // proposed root, in index order): a new cluster — a cluster c the check left a root, row
 // mapping[c] — sums the members of its proposed star the check kept (checked[m] = c) in index
-// order, as a bucket by new index would; a member the check sent off is alone. Rows from roots[0]
-// on (a capacity-sized output) are zeroed.
-extern "C" __global__ void star_sum_rows(long long num_clusters, long long width,
-                                         const long long* start, const long long* slot,
-                                         const long long* proposed, const long long* checked,
-                                         const long long* mapping, const long long* roots,
-                                         const double* rows, double* out) {
+// order, as a bucket by new index would; a member the check sent off is alone. Of out's num_rows
+// rows (at most num_clusters), those from roots[0] on (a capacity-sized output) are zeroed.
+extern "C" __global__ void star_sum_rows(long long num_clusters, long long num_rows,
+                                         long long width, const long long* start,
+                                         const long long* slot, const long long* proposed,
+                                         const long long* checked, const long long* mapping,
+                                         const long long* roots, const double* rows,
+                                         double* out) {
     GPUCOPS_FOR_EACH(c, num_clusters) {
-        if (c >= roots[0])
+        if (c >= roots[0] && c < num_rows)
             for (long long k = 0; k < width; ++k) out[c * width + k] = 0.0;
         if (checked[c] != c) continue;
         double* row = out + mapping[c] * width;
@@ -461,6 +462,10 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
                                      const long long* edges, const long long* edge_first,
                                      const double* weights, double* merge_cost) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
+        if (start[b + 1] - start[b] < 2) {  // a root alone (or no cluster): nothing to merge
+            merge_cost[b] = 0.0;
+            continue;
+        }
         double best = 0.0, minima = 0.0, internal = 0.0;
         for (long long k = 0; k < width; ++k) {
             double sum = 0.0;

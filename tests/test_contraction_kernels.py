@@ -42,7 +42,11 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
         assert torch.equal(got, expected)
     labels = argmin  # any int64 labels of the clusters
     assert torch.equal(kernels.edge_cut(edges, labels), TORCH.edge_cut(edges, labels))
-    scores, picks, any_pick = kernels.score_pick(costs, minimum, argmin, edges, weights)
+    # copies: the kernels return the scores and the flag in kept buffers, which the next call
+    # writes again
+    scores, picks, any_pick = (
+        t.clone() for t in kernels.score_pick(costs, minimum, argmin, edges, weights)
+    )
     expected_scores, expected_picks, expected_any = TORCH.score_pick(
         costs, minimum, argmin, edges, weights
     )
@@ -77,6 +81,13 @@ def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_ind
     assert torch.equal(got[3][:roots], expected[3][:roots])  # the rows past the roots: undefined
     # the contraction's class costs from the check's own buckets (the roots it just returned)
     mapping, roots = expected[0], expected[1]
+    for rows in (clusters, int(roots)):  # sized by capacity, or exactly
+        assert torch.equal(
+            kernels.contracted_costs(costs, checked, mapping, roots, rows),
+            TORCH.segment_sum(costs, mapping, rows),
+        )
+    # another check's buckets overwrite those of `checked`: no longer read for it
+    kernels.star_costs(torch.arange(clusters), costs, minimum, edges, weights)
     assert torch.equal(
         kernels.contracted_costs(costs, checked, mapping, roots, clusters),
         TORCH.segment_sum(costs, mapping, clusters),
@@ -143,8 +154,10 @@ def test_a_graph_sized_by_capacity_scores_and_picks_as_its_settled_graph(seed, c
     assert torch.equal(padded.settled(num_clusters, num_edges).edges, exact.edges)
     assert torch.equal(padded.per_image, exact.per_image)
     for steps in (KernelSteps(HOST), TORCH):
-        on_padded = steps.score_pick(padded.costs, *steps.cluster_classes(padded.costs),
-                                     padded.edges, padded.weights)  # fmt: skip
+        # copies: the kernels return the scores and the flag in kept buffers
+        on_padded = [t.clone() for t in steps.score_pick(
+            padded.costs, *steps.cluster_classes(padded.costs), padded.edges, padded.weights
+        )]  # fmt: skip
         on_exact = steps.score_pick(exact.costs, *steps.cluster_classes(exact.costs),
                                     exact.edges, exact.weights)  # fmt: skip
         assert torch.equal(on_padded[0][:num_edges], on_exact[0])

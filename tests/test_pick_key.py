@@ -39,8 +39,9 @@ def interesting_scores(count: int, seed: int) -> torch.Tensor:
 
 def keys_of(kernels: KernelSteps, scores: torch.Tensor) -> torch.Tensor:
     """The kernels' pick key of every score: edge e joins clusters 2e and 2e + 1 alone, so each
-    cluster's best key is its edge's (read from the kept buffer the pick kernel filled; a band
-    of fraction 1 keeps every positive score)."""
+    cluster's best key is its edge's (read from the kept buffer the pick kernel filled — a fresh
+    instance has no pass's zeroed scratch to hand out instead; a band of fraction 1 keeps every
+    positive score)."""
     count = scores.shape[0]
     edges = torch.arange(2 * count).view(count, 2)
     kernels.top_fraction_pick(scores, edges, torch.zeros(2 * count, dtype=torch.int64), 1, 1.0)

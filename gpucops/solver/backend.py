@@ -52,7 +52,7 @@ _SIGNATURES = {
     "bucket_sort": "ipp",
     "bucket_sort_runs": "ipppp",
     "bucket_sum_rows": "iipppp",
-    "star_sum_rows": "iipppppppp",
+    "star_sum_rows": "iiipppppppp",
     "edge_remap": "ipppp",
     "edge_write": "iiippppppp",
     "unpack_picks": "ipp",
@@ -63,8 +63,9 @@ _SIGNATURES = {
     "tile_greedy": "iiiiippppppppppppp",
 }
 # words of zeroed scratch per cluster a pass takes (KernelSteps.begin_pass): two pick-key arrays
-# with their flags, the star flags, the star marks, four bucket sorts' counts and the shrink keys
-_ZEROED_PER_CLUSTER = 13
+# (C + 1 words each), the star flags (2C int32), the shrink keys (C) and three counting sorts'
+# counts and offsets (2C + 1 each) — 10C + 5, and 64 words for the small ones
+_ZEROED_PER_CLUSTER = 10
 # threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
 # thread blocks (multiprocessors) share the few thousand of them
 _THREADS_OF = {"tile_greedy": 32}
@@ -192,6 +193,8 @@ class KernelSteps(Steps):
         """``[numel]`` zeros that die within the step that asks: a slice of the pass's zeroed
         scratch (:meth:`begin_pass`) while it lasts — handed out once, so still zero — else the
         kept buffer ``name`` zeroed by a launch of its own."""
+        if self._cuda_launches:
+            self._follow_stream()
         words = -(-numel * dtype.itemsize // 8)
         zeroed, used = self._zeroed, self._zeroed_used
         if zeroed is not None and used + words <= zeroed.numel():
@@ -302,6 +305,7 @@ class KernelSteps(Steps):
         num_edges, edges, scores = scores.shape[0], edges.contiguous(), scores.contiguous()
         cut = self._top_fraction_cuts(scores, edges, image, num_images, fraction)
         best = self._zeros("best", image.shape[0])
+        image = image.contiguous()
         self._launch("pick_band", num_edges, num_edges, edges, scores, image, cut, best)
         return self._unpack_picks(best)
 
@@ -439,10 +443,10 @@ class KernelSteps(Steps):
         # hold every new cluster's members in the order a bucket by new index would — one kernel
         # instead of a counting sort
         _, proposed, start, slot = stars
-        width = costs.shape[1]
+        count, width = root.shape[0], costs.shape[1]
         rows = self._output(out, num_clusters * width, torch.float64).view(num_clusters, width)
         self._launch(
-            "star_sum_rows", num_clusters, num_clusters, width, start, slot, proposed, root,
+            "star_sum_rows", count, count, num_clusters, width, start, slot, proposed, root,
             mapping, roots, costs.contiguous(), rows,
         )  # fmt: skip
         return rows
@@ -534,8 +538,9 @@ class KernelSteps(Steps):
         return self._star_costs(root, *self._star_buckets(root), costs, minimum, edges, weights)
 
     def _star_buckets(self, root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every cluster in the bucket of its root, in index order: a root alone sums to a cost
-        of 0, which no member reads (no marks of who is in a star)."""
+        """Every cluster in the bucket of its root, in index order: a root alone costs 0, which
+        no member reads (no marks of who is in a star)."""
+        self._stars = None  # the buckets the last check left are overwritten
         return self._buckets(root, root.shape[0], root, "star")
 
     def _star_costs(self, root, start, slot, costs, minimum, edges, weights):
