@@ -452,14 +452,27 @@ extern "C" __global__ void edge_cut(long long num_edges, const long long* edges,
 
 // Merge cost of the star rooted at b: min_k Σ C(k) − Σ min C − Σ internal w, each sum over the
 // bucket's clusters in index order (slot: the clusters by root). The internal edges are found
-// from each member's run of edges as the low end-point (edges sorted by (low, high); edge_first:
-// each cluster's first, then the count), those whose high end shares the root: in edge order,
-// as a bucket of them sorted by edge would add them. A root alone costs 0. Class by class, so no
-// [clusters, K] scratch.
-extern "C" __global__ void star_cost(long long num_buckets, long long width, const long long* start,
-                                     const long long* slot, const double* costs,
-                                     const double* minimum, const long long* root,
-                                     const long long* edges, const long long* edge_first,
+// in each member's run of edges as the low end-point (the edges are sorted by (low, high); the run
+// found by binary search), those whose high end shares the root: in edge order, as a bucket of
+// them sorted by edge would add them. A root alone costs 0. Class by class, so no [clusters, K]
+// scratch.
+__device__ __forceinline__ long long gpucops_first_edge(const long long* edges, long long num_edges,
+                                                        long long low) {
+    long long first = 0, last = num_edges;  // the first edge whose low end-point is ≥ low
+    while (first < last) {
+        const long long middle = first + (last - first) / 2;
+        if (edges[2 * middle] < low)
+            first = middle + 1;
+        else
+            last = middle;
+    }
+    return first;
+}
+
+extern "C" __global__ void star_cost(long long num_buckets, long long width, long long num_edges,
+                                     const long long* start, const long long* slot,
+                                     const double* costs, const double* minimum,
+                                     const long long* root, const long long* edges,
                                      const double* weights, double* merge_cost) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
         if (start[b + 1] - start[b] < 2) {  // a root alone (or no cluster): nothing to merge
@@ -476,7 +489,8 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, con
         for (long long s = start[b]; s < start[b + 1]; ++s) {
             const long long member = gpucops_slot_item(slot[s]);
             minima += minimum[member];
-            for (long long e = edge_first[member]; e < edge_first[member + 1]; ++e)
+            for (long long e = gpucops_first_edge(edges, num_edges, member);
+                 e < num_edges && edges[2 * e] == member; ++e)
                 if (root[edges[2 * e + 1]] == b) internal += weights[e];
         }
         merge_cost[b] = best - minima - internal;

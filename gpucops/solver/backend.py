@@ -58,7 +58,7 @@ _SIGNATURES = {
     "unpack_picks": "ipp",
     "star_shrink_bid": "ippppp",
     "star_shrink": "ipppppp",
-    "star_cost": "iippppppppp",
+    "star_cost": "iiipppppppp",
     "edge_cut": "ippp",
     "tile_greedy": "iiiiippppppppppppp",
 }
@@ -544,15 +544,14 @@ class KernelSteps(Steps):
         return self._buckets(root, root.shape[0], root, "star")
 
     def _star_costs(self, root, start, slot, costs, minimum, edges, weights):
-        num_clusters, width = costs.shape
-        edges = edges.contiguous()
-        # each cluster's run of edges as the low end-point (the edges are sorted by it): the
-        # internal edges come from the members' runs, with no sort of their own
-        edge_first = torch.searchsorted(edges[:, 0].contiguous(), self._identity(num_clusters + 1))
+        (num_clusters, width), num_edges = costs.shape, edges.shape[0]
+        # the internal edges come from the members' runs of edges as the low end-point (the
+        # edges are sorted by it), with no sort of their own
         merge_cost = torch.empty(num_clusters, dtype=torch.float64, device=self.device)
         self._launch(
-            "star_cost", num_clusters, num_clusters, width, start, slot, costs.contiguous(),
-            minimum.contiguous(), root, edges, edge_first, weights.contiguous(), merge_cost,
+            "star_cost", num_clusters, num_clusters, width, num_edges, start, slot,
+            costs.contiguous(), minimum.contiguous(), root, edges.contiguous(),
+            weights.contiguous(), merge_cost,
         )  # fmt: skip
         return merge_cost
 
