@@ -234,21 +234,40 @@ def test_cuda_kernels_equal_the_host_build(seed):
     for got, expected in zip(gpu.cluster_classes(cuda_args[0]), (minimum, argmin), strict=True):
         assert torch.equal(got.cpu(), expected)
     assert torch.equal(gpu.edge_cut(cuda_args[3], cuda_args[2]).cpu(), host.edge_cut(edges, argmin))
-    gpu_scores, gpu_picks, _ = gpu.score_pick(*cuda_args)
+    gpu_scores, gpu_picks, gpu_any = gpu.score_pick(*cuda_args)
     assert torch.equal(gpu_scores.cpu(), scores) and torch.equal(gpu_picks.cpu(), picks)
-    image = torch.arange(200) // 70
-    band = (scores, edges, image, 3, 0.3)
-    gpu_band = gpu.top_fraction_pick(
-        *[a.cuda() if isinstance(a, torch.Tensor) else a for a in band]
-    )
-    assert torch.equal(gpu_band.cpu(), host.top_fraction_pick(*band))
-    local = torch.arange(200)
-    root = host.star_roots(picks, edges, local, seed)
-    gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], local.cuda(), seed)
-    assert torch.equal(gpu_root.cpu(), root)
+    assert bool(gpu_any) == bool((picks >= 0).any())
+    assert gpu.score_pick(*cuda_args, pick=False)[1] is None
+    for image, num_images in (
+        (torch.arange(200) // 70, 3),
+        (torch.zeros(200, dtype=torch.int64), 1),
+    ):
+        band = (scores, edges, image, num_images, 0.3)  # the GPU's sorts and cut kernel
+        gpu_band = gpu.top_fraction_pick(
+            *[a.cuda() if isinstance(a, torch.Tensor) else a for a in band]
+        )
+        assert torch.equal(gpu_band.cpu(), host.top_fraction_pick(*band))
+    for local in (torch.arange(200), None):  # several images, or one (a kept identity)
+        root = host.star_roots(picks, edges, local, seed)
+        gpu_local = None if local is None else local.cuda()
+        gpu_root = gpu.star_roots(gpu_picks, cuda_args[3], gpu_local, seed)
+        assert torch.equal(gpu_root.cpu(), root)
     stars = (root, costs, minimum, edges, weights)
     gpu_costs = gpu.star_costs(gpu_root, *cuda_args[:2], *cuda_args[3:])
     assert torch.equal(gpu_costs.cpu(), host.star_costs(*stars))
+    # the check, the contraction's map and its class costs from the check's buckets
+    check = (root, picks, scores, costs, minimum, edges, weights)
+    checked = host.checked_roots(*check)
+    gpu_checked = gpu.checked_roots(*[t.cuda() for t in check])
+    assert torch.equal(gpu_checked.cpu(), checked)
+    image = checked * 3 // 200
+    mapping, roots, per_image, root_image = host.contraction_map(checked, image, 3)
+    got = gpu.contraction_map(gpu_checked, image.cuda(), 3)
+    assert all(map(torch.equal, [t.cpu() for t in got[:3]], (mapping, roots, per_image)))
+    assert torch.equal(got[3][: int(roots)].cpu(), root_image[: int(roots)])
+    expected_rows = host.contracted_costs(costs, checked, mapping, roots, 200).clone()
+    gpu_rows = gpu.contracted_costs(cuda_args[0], gpu_checked, got[0], got[1], 200)
+    assert torch.equal(gpu_rows.cpu(), expected_rows)
 
 
 @pytest.mark.gpu
