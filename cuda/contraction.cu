@@ -625,19 +625,24 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
             tree[m + j] = t[j] > 0 ? j : -1;
         }
         for (int i = m - 1; i >= 1; --i) tree[i] = gpucops_better(tree[2 * i], tree[2 * i + 1], t);
+        GPUCOPS_CHAIN(tile, 4, m);  // the tile's edges (the tree's leaves)
 
         while (m > 0 && tree[1] >= 0) {
+            GPUCOPS_CHAIN(tile, 0, 1);  // a merge
             const int e = tree[1];
             // absorb the end-point with fewer edges (fewer slots to move)
             const int keep = degree[u[e]] >= degree[v[e]] ? u[e] : v[e];
             const int gone = keep == u[e] ? v[e] : u[e];
             u[e] = -1;
+            GPUCOPS_CHAIN(tile, 1, 1);  // a walk up the tree
             gpucops_tree_set(tree, m, e, false, t);
             // mark gone's neighbours with its edge to them
             for (int* s = head + gone; *s >= 0;) {
+                GPUCOPS_CHAIN(tile, 2, 1);  // a list step
                 const int j = *s >> 1;
                 if (u[j] >= 0 && gpucops_slot_other(*s, u, v) == keep) {
                     u[j] = -1;  // a second keep–gone edge (duplicate input pairs): now internal
+                    GPUCOPS_CHAIN(tile, 1, 1);
                     gpucops_tree_set(tree, m, j, false, t);
                 }
                 if (u[j] < 0) {
@@ -659,6 +664,7 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
             // a node re-scores only its own edges, not the big cluster's
             int count = 0;
             for (int* s = head + keep; *s >= 0;) {
+                GPUCOPS_CHAIN(tile, 2, 1);
                 const int j = *s >> 1;
                 const int other = u[j] < 0 ? -1 : gpucops_slot_other(*s, u, v);
                 const int twin = other < 0 ? -1 : mark[other];
@@ -669,6 +675,7 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
                     const int dead = twin < j ? j : twin;
                     w[dead == j ? twin : j] = sum;  // gone's twin, if it survives, moves below
                     u[dead] = -1;
+                    GPUCOPS_CHAIN(tile, 1, 1);
                     gpucops_tree_set(tree, m, dead, false, t);
                 }
                 if (u[j] < 0) {
@@ -677,14 +684,17 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
                 }
                 ++count;
                 if (!same_class || cls[other] != cls[keep] || t[j] != w[j]) {
+                    GPUCOPS_CHAIN(tile, 3, 1);  // a score (K classes)
                     t[j] = gpucops_score(w[j], cost + keep * K, minimum[keep], cls[keep],
                                          cost + other * K, minimum[other], cls[other], K);
+                    GPUCOPS_CHAIN(tile, 1, 1);
                     gpucops_tree_set(tree, m, j, true, t);
                 }
                 s = next + *s;
             }
             // move gone's remaining edges to keep, re-scored
             for (int s = head[gone]; s >= 0;) {
+                GPUCOPS_CHAIN(tile, 2, 1);
                 const int after = next[s], j = s >> 1;
                 if (u[j] >= 0) {
                     const int other = gpucops_slot_other(s, u, v);
@@ -696,8 +706,10 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
                     next[s] = head[keep];
                     head[keep] = s;
                     ++count;
+                    GPUCOPS_CHAIN(tile, 3, 1);
                     t[j] = gpucops_score(w[j], cost + keep * K, minimum[keep], cls[keep],
                                          cost + other * K, minimum[other], cls[other], K);
+                    GPUCOPS_CHAIN(tile, 1, 1);
                     gpucops_tree_set(tree, m, j, true, t);
                 }
                 s = after;

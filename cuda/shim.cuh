@@ -17,6 +17,8 @@
 // Heavy items (a whole tile greedy each): the same grid-stride loop.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 
+#define GPUCOPS_CHAIN(tile, what, n) ((void)0)
+
 __device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
     return (unsigned long long)__double_as_longlong(x);
 }
@@ -45,6 +47,16 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 #else  // host build
 
 #include <cstring>
+
+#ifdef GPUCOPS_COUNT_CHAIN
+// The tile pre-pass's dependent steps, counted per tile (benchmarks/prepass_chain.py): five
+// counters a tile — merges, walks up the tournament tree, list steps, scores, the tile's edges.
+inline long long* gpucops_chain = nullptr;
+extern "C" void gpucops_set_chain(long long* counters) { gpucops_chain = counters; }
+#define GPUCOPS_CHAIN(tile, what, n) (gpucops_chain[5 * (tile) + (what)] += (n))
+#else
+#define GPUCOPS_CHAIN(tile, what, n) ((void)0)
+#endif
 
 #define __global__
 #define __device__

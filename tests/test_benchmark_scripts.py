@@ -85,6 +85,17 @@ def test_peers_benchmark_says_how_to_install_bioimage_cpp(monkeypatch):
         peers.main(["--sizes", "24x40"])
 
 
+def test_prepass_chain_counts_every_merge_of_the_pre_pass(tmp_path):
+    # the counting build makes the solver's decisions: its merge counters add up to the merges
+    # the pre-pass reports, tile by tile over a batch solved as one graph
+    arguments = ["--cases", "2x32x48", "--classes", "5", "--distances", "1", "4"]
+    records = _load("prepass_chain").main([*arguments, "--json", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text()) == records
+    (record,) = records
+    assert record["tiles"] == 2 * 2 * 3 and record["merges"] == record["tile_merges"] > 0
+    assert 0 < record["mean_tile_chain"] <= record["longest_warp_chain"]
+
+
 def test_gpu_model_benchmark_smoke(tmp_path):
     records = _load("gpu_model").main(
         ["--cases", "2x16x72", "--classes", "5", "--where", "3", "--json", str(tmp_path / "g.json")]

@@ -1,0 +1,152 @@
+"""The tile pre-pass's longest dependent chain (issue 24, part 4): what one thread per tile does
+in a row, counted tile by tile, and the latency model of the audit — a warp waits for its
+slowest tile, and a tile's steps wait on each other's memory accesses.
+
+The kernel ``tile_greedy`` runs the exact greedy of a tile on one thread (32 tiles to a warp:
+one warp per thread block). A build of the host library with ``-DGPUCOPS_COUNT_CHAIN`` counts,
+per tile, its merges, its walks up the tournament tree (each ⌈log2 m⌉ + 1 levels for m edges),
+its steps along the clusters' edge lists and the edges it scores; the same source as the
+solver's, so the same decisions (the counting build adds only the counters). A tile's chain, in
+dependent steps — each waits for a memory access the one before decided:
+
+    merges · 2   (the merged cost row, then its minimum)
+    + tree walks · (⌈log2 m⌉ + 1)   (a level's two children, then its parent)
+    + list steps   (the next slot of a cluster's edge list)
+    + scores   (an edge's two cost rows: their K loads do not wait on each other)
+
+A warp's chain is its slowest tile's; all warps run at once (8,192 tiles at 1024×2048 are 256
+warps, a few per multiprocessor), so the pre-pass takes about the longest warp chain times the
+latency of a dependent access: ~0.2 µs where the tile's state stays in L2, ~0.6 µs from memory
+(a 256-node tile holds ~40 KB of class costs alone; 8,192 of them do not fit in L2). A model,
+not a measurement: it leaves out the setup before the first merge (independent loads) and
+overlap between a thread's independent accesses.
+
+    .venv/bin/python benchmarks/prepass_chain.py                       # 1024×2048 and the batch
+    .venv/bin/python benchmarks/prepass_chain.py --cases 1x256x512 --json chain.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import statistics
+
+import torch
+
+import gpucops
+
+# isort: split
+import gpucops.solver as solver_package
+from gpucops.cli import format_table, write_json
+from gpucops.solver.backend import KernelSteps, host_library
+from gpucops.solver.tiles import grid_tiles
+from gpucops.synthetic import make_problem
+
+CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
+COUNTERS = ("merges", "tree_walks", "list_steps", "scores", "edges")
+WARP = 32  # tiles a warp runs, one per thread (tile_greedy's thread block)
+LATENCIES_US = (0.2, 0.6)  # a dependent access from L2, from memory
+
+
+def tile_chains(counts: torch.Tensor) -> torch.Tensor:
+    """``[tiles]`` dependent steps of each tile from its ``counts [tiles, 5]`` (``COUNTERS``)."""
+    merges, walks, steps, scores, edges = counts.double().unbind(1)
+    depth = torch.log2(edges.clamp(min=1)).ceil() + 1
+    return merges * 2 + walks * depth + steps + scores
+
+
+def count_prepass(problem: tuple, tile: int) -> tuple[torch.Tensor, int]:
+    """Solve ``problem`` (``gpucops.solve``'s positional arguments) with the counting build and
+    return the counters ``[tiles, 5]`` of its pre-pass and the merges it made."""
+    node_costs, _, _, distances = problem
+    batch, _, height, width = node_costs.shape
+    library = host_library(("-DGPUCOPS_COUNT_CHAIN",))
+    library.gpucops_set_chain.argtypes = [ctypes.c_void_p]
+    library.gpucops_set_chain.restype = None
+    steps = KernelSteps(torch.device("cpu"), library=library)
+    tiles = batch * grid_tiles(height, width, distances, tile, torch.device("cpu")).num_tiles
+    counts = torch.zeros(tiles, len(COUNTERS), dtype=torch.int64)
+    library.gpucops_set_chain(counts.data_ptr())
+    # a batch as one graph, as on a GPU (the CPU solves image by image: tiles would restart)
+    patched = {
+        "steps_for": lambda device: steps,
+        "contract_parallel": functools.partial(
+            solver_package.contract_parallel, split_images=False
+        ),
+    }
+    original = {name: getattr(solver_package, name) for name in patched}
+    try:  # no tail: the only tile greedy of the solve is the pre-pass's
+        for name, value in patched.items():
+            setattr(solver_package, name, value)
+        labeling = gpucops.solve(*problem, tile=tile, tail=0)
+    finally:
+        for name, value in original.items():
+            setattr(solver_package, name, value)
+        library.gpucops_set_chain(None)
+    return counts, int(labeling.info["tile_merges"])
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    records = []
+    for case in args.cases:
+        batch, height, width = (int(v) for v in case.split("x"))
+        p = make_problem(batch, height, width, args.classes, args.distances, seed=args.seed)
+        problem = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+        counts, tile_merges = count_prepass(problem, args.tile)
+        chains = tile_chains(counts)
+        warps = chains[: len(chains) // WARP * WARP].view(-1, WARP).max(dim=1).values
+        if len(chains) % WARP:
+            warps = torch.cat([warps, chains[len(chains) // WARP * WARP :].max().view(1)])
+        longest = float(warps.max())
+        mean = counts.double().mean(dim=0)
+        records.append(
+            {
+                "case": f"{case} K={args.classes} tile={args.tile} seed={args.seed}",
+                "tiles": len(chains),
+                "merges": int(counts[:, 0].sum()),
+                "tile_merges": tile_merges,
+                **{f"mean_{name}": float(v) for name, v in zip(COUNTERS, mean, strict=True)},
+                "mean_tile_chain": float(chains.mean()),
+                "median_warp_chain": float(statistics.median(warps.tolist())),
+                "longest_warp_chain": longest,
+                "model_ms": [longest * latency / 1000 for latency in LATENCIES_US],
+            }
+        )
+    return records
+
+
+def _row(record: dict) -> list[object]:
+    low, high = record["model_ms"]
+    return [
+        record["case"], record["tiles"], f"{record['mean_merges']:.0f}",
+        f"{record['mean_tree_walks']:.0f}", f"{record['mean_list_steps']:.0f}",
+        f"{record['mean_scores']:.0f}", f"{record['mean_tile_chain']:,.0f}",
+        f"{record['median_warp_chain']:,.0f}", f"{record['longest_warp_chain']:,.0f}",
+        f"{low:.1f}–{high:.1f}",
+    ]  # fmt: skip
+
+
+HEADER = [
+    "case", "tiles", "merges/tile", "tree walks", "list steps", "scores", "tile chain",
+    "warp chain (median)", "longest warp chain", "model ms",
+]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=["1x1024x2048", "24x128x256"])
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--distances", type=int, nargs="+", default=list(CITYSCAPES_DISTANCES))
+    parser.add_argument("--tile", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the records as JSON here")
+    args = parser.parse_args(argv)
+    records = run(args)
+    print(format_table(HEADER, [_row(record) for record in records]))
+    write_json(args.json, records)
+    return records
+
+
+if __name__ == "__main__":
+    main()
