@@ -150,9 +150,11 @@ class KernelSteps(Steps):
         # for CuPy that calls the host build, to run the CUDA launch path without a GPU)
         self._cuda_launches = self.device.type == "cuda"
         self._stream = None  # the CUDA stream that last used the kept buffers
-        # the pass's zeroed scratch (begin_pass): words [used, end) are still zero
+        # the pass's zeroed scratch (begin_pass): words [used, end) are still zero; two kept
+        # buffers in turn, so what a pass hands out lives through the next one
         self._zeroed: torch.Tensor | None = None
         self._zeroed_used = 0
+        self._zeroed_turn = 0
         # the star check's roots and buckets of this pass: (checked, proposed, start, slot)
         self._stars: tuple[torch.Tensor, ...] | None = None
         if self.device.type == "cpu":
@@ -172,9 +174,12 @@ class KernelSteps(Steps):
 
     def begin_pass(self, num_clusters):
         # one launch zeroes what the pass's steps need zeroed (pick keys, star flags, bucket
-        # counts, …), each of which was a launch of its own: ~13 words a cluster
+        # counts, the contraction's clusters per image, …), each of which was a launch of its
+        # own; the other buffer keeps what the last pass handed out (the clusters per image of
+        # the graph this pass works on)
         words = _ZEROED_PER_CLUSTER * num_clusters + 64
-        self._zeroed = self._temporary("zeroed", words).zero_()
+        self._zeroed_turn = 1 - self._zeroed_turn
+        self._zeroed = self._temporary(f"zeroed {self._zeroed_turn}", words).zero_()
         self._zeroed_used = 0
         self._stars = None  # the last pass's star buckets: dead
 
@@ -190,9 +195,9 @@ class KernelSteps(Steps):
         return identity[:count]
 
     def _zeros(self, name: str, numel: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-        """``[numel]`` zeros that die within the step that asks: a slice of the pass's zeroed
-        scratch (:meth:`begin_pass`) while it lasts — handed out once, so still zero — else the
-        kept buffer ``name`` zeroed by a launch of its own."""
+        """``[numel]`` zeros that live through the next pass at most: a slice of the pass's
+        zeroed scratch (:meth:`begin_pass`) while it lasts — handed out once, so still zero —
+        else the kept buffer ``name`` zeroed by a launch of its own."""
         if self._cuda_launches:
             self._follow_stream()
         words = -(-numel * dtype.itemsize // 8)
@@ -415,7 +420,7 @@ class KernelSteps(Steps):
     def contraction_map(self, root, image, num_images):
         count, root, image = root.shape[0], root.contiguous(), image.contiguous()
         is_root = torch.empty(count, dtype=torch.int64, device=self.device)
-        per_image = torch.zeros(num_images, dtype=torch.int64, device=self.device)
+        per_image = self._zeros("per image", num_images)  # read in the next pass at most
         self._launch("root_marks", count, count, root, image, is_root, per_image)
         ordinal = torch.cumsum(is_root, 0)
         mapping = torch.empty(count, dtype=torch.int64, device=self.device)

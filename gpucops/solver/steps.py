@@ -176,7 +176,8 @@ class Steps:
 
     def begin_pass(self, num_clusters: int) -> None:
         """A pass of the round loop begins on a graph of (at most) ``num_clusters``: what the
-        steps handed out for the last pass is dead (an implementation may reuse its scratch)."""
+        steps handed out before the last pass is dead (an implementation may reuse its scratch;
+        the last pass's contraction made the graph this one works on)."""
 
     def top_fraction_pick(
         self,
