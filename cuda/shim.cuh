@@ -53,7 +53,7 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 // counters a tile — merges, walks up the tournament tree, list steps, scores, the tile's edges.
 inline long long* gpucops_chain = nullptr;
 extern "C" void gpucops_set_chain(long long* counters) { gpucops_chain = counters; }
-#define GPUCOPS_CHAIN(tile, what, n) (gpucops_chain[5 * (tile) + (what)] += (n))
+#define GPUCOPS_CHAIN(tile, what, n) (gpucops_chain ? gpucops_chain[5 * (tile) + (what)] += (n) : 0)
 #else
 #define GPUCOPS_CHAIN(tile, what, n) ((void)0)
 #endif

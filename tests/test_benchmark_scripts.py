@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import gpucops
 from gpucops.solver.backend import KernelSteps
 from gpucops.synthetic import make_problem
 
@@ -94,6 +95,20 @@ def test_prepass_chain_counts_every_merge_of_the_pre_pass(tmp_path):
     (record,) = records
     assert record["tiles"] == 2 * 2 * 3 and record["merges"] == record["tile_merges"] > 0
     assert 0 < record["mean_tile_chain"] <= record["longest_warp_chain"]
+
+
+def test_prepass_levels_study_runs_the_solvers_own_solve_at_one_level(tmp_path):
+    # one level is the solver's own solve (the same objective); two levels, a lower chain
+    study = _load("prepass_levels")
+    arguments = ["--sizes", "32x48", "--seeds", "1", "--classes", "5", "--distances", "1", "4"]
+    records = study.main([*arguments, "--json", str(tmp_path / "l.json")])
+    assert json.loads((tmp_path / "l.json").read_text()) == records
+    one, two = records
+    p = make_problem(1, 32, 48, 5, (1, 4), seed=1)
+    solved = gpucops.solve(p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    assert one["objective"] == solved.objective.item() and len(one["level_chains"]) == 1
+    assert two["tiles"] == [8, 16] and len(two["level_chains"]) == 2
+    assert 0.99 < two["quality"] <= 1.5
 
 
 def test_gpu_model_benchmark_smoke(tmp_path):
