@@ -67,7 +67,6 @@ def count_prepass(problem: tuple, tile: int) -> tuple[torch.Tensor, int]:
     steps = KernelSteps(torch.device("cpu"), library=library)
     tiles = batch * grid_tiles(height, width, distances, tile, torch.device("cpu")).num_tiles
     counts = torch.zeros(tiles, len(COUNTERS), dtype=torch.int64)
-    library.gpucops_set_chain(counts.data_ptr())
     # a batch as one graph, as on a GPU (the CPU solves image by image: tiles would restart)
     patched = {
         "steps_for": lambda device: steps,
@@ -77,6 +76,7 @@ def count_prepass(problem: tuple, tile: int) -> tuple[torch.Tensor, int]:
     }
     original = {name: getattr(solver_package, name) for name in patched}
     try:  # no tail: the only tile greedy of the solve is the pre-pass's
+        library.gpucops_set_chain(counts.data_ptr())
         for name, value in patched.items():
             setattr(solver_package, name, value)
         labeling = gpucops.solve(*problem, tile=tile, tail=0)

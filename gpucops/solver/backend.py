@@ -64,7 +64,9 @@ _SIGNATURES = {
 }
 # words of zeroed scratch per cluster a pass takes (KernelSteps.begin_pass): two pick-key arrays
 # (C + 1 words each), the star flags (2C int32), the shrink keys (C) and three counting sorts'
-# counts and offsets (2C + 1 each) — 10C + 5, and 64 words for the small ones
+# counts and offsets (2C + 1 each) — 10C + 5 — and 64 words for the small ones (one image's first
+# edge, the contraction's clusters per image: a batch of more than ~58 images zeroes those by a
+# launch of their own)
 _ZEROED_PER_CLUSTER = 10
 # threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
 # thread blocks (multiprocessors) share the few thousand of them

@@ -213,7 +213,8 @@ class Steps:
         weights: torch.Tensor,
     ) -> torch.Tensor:
         """``[C]`` float64 merge cost of the star rooted at each cluster (0 where none), each sum
-        in cluster or edge order."""
+        in cluster or edge order. ``edges`` coalesced — sorted by (low, high): the kernels find a
+        star's internal edges in its members' runs of edges as the low end-point."""
         raise NotImplementedError
 
     def contraction_map(
