@@ -26,7 +26,7 @@ import gpucops
 
 # isort: split
 import gpucops.solver as solver_package
-from gpucops.cli import format_table, write_json
+from gpucops.cli import report_records
 from gpucops.objectives import trivial_objective
 from gpucops.solver import parallel
 from gpucops.solver.backend import KernelSteps, host_library
@@ -177,10 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sequential-limit", type=int, default=131072)
     parser.add_argument("--json", help="also write the records as JSON here")
     args = parser.parse_args(argv)
-    records = run(args)
-    print(format_table(HEADER, [_row(record) for record in records]))
-    write_json(args.json, records)
-    return records
+    return report_records(run(args), HEADER, _row, args.json)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 import gpucops
 
 # isort: split
-from gpucops.cli import format_table, write_json
+from gpucops.cli import report_records
 from gpucops.objectives import trivial_objective
 from gpucops.synthetic import make_problem
 from gpucops.timing import Timing, median_time
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.tails[0] != 0:
         parser.error("--tails must start with 0 (the rounds-only reference)")
-    records = run(args)
-    print(format_table(HEADER, [_row(record) for record in records]))
-    write_json(args.json, records)
-    return records
+    return report_records(run(args), HEADER, _row, args.json)
 
 
 if __name__ == "__main__":

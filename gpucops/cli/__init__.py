@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import bench, convert, demo, evaluate, predict
-from .table import format_table, markdown_table, write_json
+from .table import format_table, markdown_table, report_records, write_json
 
 __all__ = [
     "build_parser",
@@ -29,6 +29,7 @@ __all__ = [
     "main",
     "markdown_table",
     "report_errors",
+    "report_records",
     "write_json",
 ]
 

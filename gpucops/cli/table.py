@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["format_table", "markdown_table", "write_json"]
+__all__ = ["format_table", "markdown_table", "report_records", "write_json"]
 
 
 def _cells(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[list[str]]:
@@ -36,3 +36,16 @@ def write_json(path: str | None, value: object, indent: int = 2) -> None:
         return
     with open(path, "w") as handle:
         json.dump(value, handle, indent=indent)
+
+
+def report_records(
+    records: list[dict],
+    headers: Sequence[str],
+    row: Callable[[dict], Sequence[object]],
+    path: str | None,
+) -> list[dict]:
+    """Print ``records`` as a table (one ``row(record)`` each), write them as JSON at ``path``
+    (if given) and return them: the end of a benchmark script's ``main``."""
+    print(format_table(headers, [row(record) for record in records]))
+    write_json(path, records)
+    return records
