@@ -120,6 +120,28 @@ def _images(folder: Path, sources: list[Path]) -> Path:
     return folder
 
 
+def test_predict_refuses_a_ground_truth_in_other_ids(trained, tmp_path):
+    # label ids against a checkpoint of train ids: every panel would be void, with no word
+    gt_json = trained["root"] / "gtFine/cityscapes_panoptic_val_trainId.json"
+    document = read_panoptic_json(gt_json)
+    for annotation in document["annotations"]:
+        for segment in annotation["segments_info"]:
+            segment["category_id"] += 100
+    shifted = tmp_path / "label_ids.json"
+    shifted.write_text(json.dumps(document))
+    images = _images(
+        tmp_path / "images", sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))
+    )
+    result = gpucops(
+        "predict", "--checkpoint", str(trained["checkpoint"]), "--images", str(images),
+        "--out", str(tmp_path / "out"), "--gt-json", str(shifted),
+        "--gt-dir", str(gt_json.with_suffix("")),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--gt-json" in result.stderr and "*_trainId.json" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_predict_then_evaluate(trained, tmp_path, full):
     sources = sorted((trained["root"] / "leftImg8bit/val").rglob("*.png"))

@@ -168,6 +168,14 @@ class GroundTruth:
         annotations = read_panoptic_json(gt_json)["annotations"]
         self.annotations = {str(a["image_id"]): a for a in annotations}
         self.index = {c["id"]: k for k, c in enumerate(categories)}
+        used = {s["category_id"] for a in annotations for s in a["segments_info"]}
+        if used and self.index and not used & self.index.keys():
+            # every panel would be void: most likely label ids against a checkpoint of train ids
+            raise ValueError(
+                f"--gt-json {gt_json}: its category ids ({min(used)}–{max(used)}) are none of "
+                f"the checkpoint's classes' ids ({min(self.index)}–{max(self.index)}); give the "
+                f"ground truth in the checkpoint's ids (Cityscapes: the *_trainId.json)"
+            )
 
     def __call__(self, image_id: str, size: tuple[int, int]):
         """``(classes, segments)`` ``[H, W]`` of ``image_id`` (None: not in the ground truth or
