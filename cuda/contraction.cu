@@ -346,21 +346,38 @@ extern "C" __global__ void bucket_sort_runs(long long num_buckets, const long lo
     }
 }
 
+// Σ rows[i, k] over the items i of slots first .. last − 1, in slot order, into a register (rows
+// [*, width]); with `checked`, only the items whose checked root is `owner`. Sums class by class
+// keep the order of addition per class of an item-by-item sum, with one store per output value
+// instead of a load and a store per item.
+__device__ __forceinline__ double gpucops_slot_sum(const long long* __restrict__ slot,
+                                                   long long first, long long last,
+                                                   const double* __restrict__ rows,
+                                                   long long width, long long k,
+                                                   const long long* checked, long long owner) {
+    double sum = 0.0;
+    if (!checked) {  // the test out of the loop: the plain sums are the hot ones
+        for (long long s = first; s < last; ++s)
+            sum += rows[gpucops_slot_item(slot[s]) * width + k];
+        return sum;
+    }
+    for (long long s = first; s < last; ++s) {
+        const long long item = gpucops_slot_item(slot[s]);
+        if (checked[item] == owner) sum += rows[item * width + k];
+    }
+    return sum;
+}
+
 // out[b, :] = Σ rows[i, :] over the bucket's items in their order (rows [*, width]).
-// Class by class into a register (the same order of addition per class as item by item): one
-// store per output value instead of a load and a store per item.
 extern "C" __global__ void bucket_sum_rows(long long num_buckets, long long width,
                                            const long long* __restrict__ start,
                                            const long long* __restrict__ slot,
                                            const double* __restrict__ rows,
                                            double* __restrict__ out) {
     GPUCOPS_FOR_EACH(b, num_buckets) {
-        for (long long k = 0; k < width; ++k) {
-            double sum = 0.0;
-            for (long long s = start[b]; s < start[b + 1]; ++s)
-                sum += rows[gpucops_slot_item(slot[s]) * width + k];
-            out[b * width + k] = sum;
-        }
+        for (long long k = 0; k < width; ++k)
+            out[b * width + k] = gpucops_slot_sum(slot, start[b], start[b + 1], rows, width, k,
+                                                  nullptr, 0);
     }
 }
 
@@ -381,18 +398,10 @@ extern "C" __global__ void star_sum_rows(long long num_clusters, long long num_r
         if (checked[c] != c) continue;
         double* row = out + mapping[c] * width;
         const bool alone = proposed[c] != c;  // sent off by the check
-        for (long long k = 0; k < width; ++k) {  // class by class into a register
-            double sum = 0.0;
-            if (alone) {
-                sum += rows[c * width + k];
-            } else {
-                for (long long s = start[c]; s < start[c + 1]; ++s) {
-                    const long long member = gpucops_slot_item(slot[s]);
-                    if (checked[member] == c) sum += rows[member * width + k];
-                }
-            }
-            row[k] = sum;
-        }
+        for (long long k = 0; k < width; ++k)
+            row[k] = alone ? 0.0 + rows[c * width + k]  // as a sum of one item (−0.0 → 0.0)
+                           : gpucops_slot_sum(slot, start[c], start[c + 1], rows, width, k,
+                                              checked, c);
     }
 }
 
@@ -481,9 +490,8 @@ extern "C" __global__ void star_cost(long long num_buckets, long long width, lon
         }
         double best = 0.0, minima = 0.0, internal = 0.0;
         for (long long k = 0; k < width; ++k) {
-            double sum = 0.0;
-            for (long long s = start[b]; s < start[b + 1]; ++s)
-                sum += costs[gpucops_slot_item(slot[s]) * width + k];
+            const double sum =
+                gpucops_slot_sum(slot, start[b], start[b + 1], costs, width, k, nullptr, 0);
             best = k == 0 || sum < best ? sum : best;
         }
         for (long long s = start[b]; s < start[b + 1]; ++s) {
