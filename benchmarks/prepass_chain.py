@@ -28,10 +28,13 @@ overlap between a thread's independent accesses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import functools
 import statistics
+from collections.abc import Iterator
 
+import pytest
 import torch
 
 import gpucops
@@ -56,33 +59,40 @@ def tile_chains(counts: torch.Tensor) -> torch.Tensor:
     return merges * 2 + walks * depth + steps + scores
 
 
+def counting_library() -> ctypes.CDLL:
+    """The host build that counts the pre-pass's steps (``-DGPUCOPS_COUNT_CHAIN``): set its
+    counters ``[tiles, 5]`` with ``gpucops_set_chain(pointer)``, None for none."""
+    library = host_library(("-DGPUCOPS_COUNT_CHAIN",))
+    library.gpucops_set_chain.argtypes = [ctypes.c_void_p]
+    library.gpucops_set_chain.restype = None
+    return library
+
+
+@contextlib.contextmanager
+def solving_on(steps: KernelSteps) -> Iterator[pytest.MonkeyPatch]:
+    """Within: solves run on ``steps``, a batch as one graph, as on a GPU (the CPU solves image by
+    image, and the tiles' indices would restart with each image); yields the patch for more."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(solver_package, "steps_for", lambda device: steps)
+        split = functools.partial(solver_package.contract_parallel, split_images=False)
+        patch.setattr(solver_package, "contract_parallel", split)
+        yield patch
+
+
 def count_prepass(problem: tuple, tile: int) -> tuple[torch.Tensor, int]:
     """Solve ``problem`` (``gpucops.solve``'s positional arguments) with the counting build and
     return the counters ``[tiles, 5]`` of its pre-pass and the merges it made."""
     node_costs, _, _, distances = problem
     batch, _, height, width = node_costs.shape
-    library = host_library(("-DGPUCOPS_COUNT_CHAIN",))
-    library.gpucops_set_chain.argtypes = [ctypes.c_void_p]
-    library.gpucops_set_chain.restype = None
+    library = counting_library()
     steps = KernelSteps(torch.device("cpu"), library=library)
     tiles = batch * grid_tiles(height, width, distances, tile, torch.device("cpu")).num_tiles
     counts = torch.zeros(tiles, len(COUNTERS), dtype=torch.int64)
-    # a batch as one graph, as on a GPU (the CPU solves image by image: tiles would restart)
-    patched = {
-        "steps_for": lambda device: steps,
-        "contract_parallel": functools.partial(
-            solver_package.contract_parallel, split_images=False
-        ),
-    }
-    original = {name: getattr(solver_package, name) for name in patched}
     try:  # no tail: the only tile greedy of the solve is the pre-pass's
         library.gpucops_set_chain(counts.data_ptr())
-        for name, value in patched.items():
-            setattr(solver_package, name, value)
-        labeling = gpucops.solve(*problem, tile=tile, tail=0)
+        with solving_on(steps):
+            labeling = gpucops.solve(*problem, tile=tile, tail=0)
     finally:
-        for name, value in original.items():
-            setattr(solver_package, name, value)
         library.gpucops_set_chain(None)
     return counts, int(labeling.info["tile_merges"])
 

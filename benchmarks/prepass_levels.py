@@ -15,8 +15,6 @@ solve (the same objective).
 from __future__ import annotations
 
 import argparse
-import ctypes
-import functools
 import sys
 from pathlib import Path
 
@@ -25,19 +23,23 @@ import torch
 import gpucops
 
 # isort: split
-import gpucops.solver as solver_package
 from gpucops.cli import report_records
 from gpucops.objectives import trivial_objective
 from gpucops.solver import parallel
-from gpucops.solver.backend import KernelSteps, host_library
+from gpucops.solver.backend import KernelSteps
 from gpucops.solver.rounds import ContractionResult, contract_rounds
 from gpucops.solver.tiles import node_tiles
 from gpucops.synthetic import make_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's chain model
-from prepass_chain import COUNTERS, WARP, tile_chains
-
-CITYSCAPES_DISTANCES = (1, 4, 16, 32, 64)
+from prepass_chain import (
+    CITYSCAPES_DISTANCES,
+    COUNTERS,
+    WARP,
+    counting_library,
+    solving_on,
+    tile_chains,
+)
 
 
 def longest_warp_chain(counts: torch.Tensor) -> float:
@@ -52,9 +54,7 @@ class CountingPrepass:
     tile greedy: the first (level 1) and, for two levels, the second."""
 
     def __init__(self) -> None:
-        self.library = host_library(("-DGPUCOPS_COUNT_CHAIN",))
-        self.library.gpucops_set_chain.argtypes = [ctypes.c_void_p]
-        self.library.gpucops_set_chain.restype = None
+        self.library = counting_library()
         self.steps = KernelSteps(torch.device("cpu"), library=self.library)
         self.chains: list[float] = []
         self._counts: torch.Tensor | None = None
@@ -101,26 +101,13 @@ def counted_prepass(counting: CountingPrepass, width: int, sides: tuple[int, ...
     return contract
 
 
-def solve_counted(problem: tuple, contract, tile: int) -> gpucops.PanopticLabeling:
+def solve_counted(
+    problem: tuple, counting: CountingPrepass, contract, tile: int
+) -> gpucops.PanopticLabeling:
     """Solve with ``contract`` as the loop and the counting steps, a batch as one graph."""
-    counting_steps = contract.counting.steps
-    patched = {
-        "steps_for": lambda device: counting_steps,
-        "contract_parallel": functools.partial(
-            solver_package.contract_parallel, split_images=False
-        ),
-    }
-    original = {name: getattr(solver_package, name) for name in patched}
-    loop = parallel.contract_rounds
-    try:
-        for name, value in patched.items():
-            setattr(solver_package, name, value)
-        parallel.contract_rounds = contract
+    with solving_on(counting.steps) as patch:
+        patch.setattr(parallel, "contract_rounds", contract)
         return gpucops.solve(*problem, tile=tile)
-    finally:
-        for name, value in original.items():
-            setattr(solver_package, name, value)
-        parallel.contract_rounds = loop
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -137,9 +124,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             for sides in ((args.tile,), (args.tile // 2, args.tile)):
                 counting = CountingPrepass()
                 contract = counted_prepass(counting, width, sides)
-                contract.counting = counting
-                tile = sides[0]
-                labeling = solve_counted(problem, contract, tile)
+                labeling = solve_counted(problem, counting, contract, sides[0])
                 objective = labeling.objective.item()
                 quality = None
                 if sequential is not None:
