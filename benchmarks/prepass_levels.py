@@ -35,18 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's
 from prepass_chain import (
     CITYSCAPES_DISTANCES,
     COUNTERS,
-    WARP,
     counting_library,
     solving_on,
     tile_chains,
+    warp_chains,
 )
 
 
 def longest_warp_chain(counts: torch.Tensor) -> float:
-    """The longest chain of a warp of ``WARP`` consecutive tiles (their counters ``[tiles, 5]``)."""
-    chains = tile_chains(counts)
-    padded = torch.cat([chains, chains.new_zeros(-len(chains) % WARP)])
-    return float(padded.view(-1, WARP).max(dim=1).values.max())
+    """The longest chain of a warp of consecutive tiles (their counters ``[tiles, 5]``)."""
+    return float(warp_chains(tile_chains(counts)).max())
 
 
 class CountingPrepass:

@@ -737,3 +737,271 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
         for (int i = 0; i < n; ++i) root[node_base + nodes[i]] = node_base + nodes[mark[parent[i]]];
     }
 }
+
+// The same greedy with a warp per tile (the GPU's pre-pass; tile_greedy above stays the host's
+// and the tail's, where a thread's tournament tree and edge lists do less work in all). One
+// thread's dependent chain — a walk up the tree and along an edge list per score it changes —
+// becomes phases of the 32 lanes (shim.cuh): lane l owns the edges at positions p ≡ l (mod 32),
+// and each merge is a scan of the lanes' edges that marks keep's and gone's neighbours, a scan
+// that sums, moves and re-scores their edges, and two five-phase reductions: the merged cost
+// row's cheapest class, the next edge (tile_greedy's order: largest t > 0, then lowest index).
+// Once a quarter of the edges are dead the live ones move to the front of spare arrays, in order,
+// so the scans shrink with the tile's edges and a position's order is still the edge index's
+// (ties break as before). The decisions and the arithmetic are tile_greedy's — a merged row is the
+// two rows' sum, a summed edge the two weights' (keep's and gone's roles swap neither: addition
+// commutes) —, so it ends in the same clusters; the lower position of the two clusters keeps
+// the merge, so the lowest position is the cluster's root. The tile's edges must be distinct
+// pairs (the solver's always are: coalesced), since a neighbour's mark is the one edge to it.
+
+// The better of classes a and b of row (−1: none): lower cost, then lower class (gpucops_row_min's
+// first minimum).
+__device__ __forceinline__ int gpucops_better_class(int a, int b, const double* row) {
+    if (a < 0) return b;
+    if (b < 0) return a;
+    if (row[a] != row[b]) return row[a] < row[b] ? a : b;
+    return a < b ? a : b;
+}
+
+// Slot 0 of the lanes' 32 slots = the best of them (edges by gpucops_better on t), and count[0] =
+// the sum of the lanes' counts: a tree of five phases.
+__device__ __forceinline__ void gpucops_lanes_best_edge(int* slot, int* count, const double* t) {
+    for (int half = 16; half >= 1; half >>= 1) {
+        GPUCOPS_LANES(lane) {
+            if (lane < half) {
+                GPUCOPS_LANE_STEP(lane);
+                slot[lane] = gpucops_better(slot[lane], slot[lane + half], t);
+                count[lane] += count[lane + half];
+            }
+        }
+    }
+}
+
+// Slot 0 = the best of the lanes' classes of row: a tree of five phases.
+__device__ __forceinline__ void gpucops_lanes_best_class(int* slot, const double* row) {
+    for (int half = 16; half >= 1; half >>= 1) {
+        GPUCOPS_LANES(lane) {
+            if (lane < half) {
+                GPUCOPS_LANE_STEP(lane);
+                slot[lane] = gpucops_better_class(slot[lane], slot[lane + half], row);
+            }
+        }
+    }
+}
+
+// Arguments as tile_greedy's, with node_work 6n ints from 6·no, edge_work 4m doubles from 4·eo,
+// edge_ints 4m from 4·eo (each: the edges' arrays and their spares) and lane_work 96 ints a tile
+// (the lanes' best edges, best classes and live edges); launched with a warp per tile.
+extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles_per_image,
+                                            long long nodes_per_image, long long edges_per_image,
+                                            long long num_classes, const long long* node_start,
+                                            const long long* tile_nodes,
+                                            const long long* edge_start,
+                                            const long long* tile_edges, const int* edge_ends,
+                                            const double* costs, const double* weights,
+                                            double* cluster_costs, double* cluster_min,
+                                            int* node_work, double* edge_work, int* edge_ints,
+                                            int* lane_work, long long* root) {
+    GPUCOPS_FOR_EACH_WARP(tile, num_tiles) {
+        GPUCOPS_CHAIN_TILE(tile);
+        const long long image = tile / tiles_per_image, b = tile % tiles_per_image;
+        const long long K = num_classes;
+        const long long first_node = node_start[b], first_edge = edge_start[b];
+        const int n = (int)(node_start[b + 1] - first_node);
+        const int m = (int)(edge_start[b + 1] - first_edge);
+        const long long no = image * node_start[tiles_per_image] + first_node;
+        const long long eo = image * edge_start[tiles_per_image] + first_edge;
+        const long long node_base = image * nodes_per_image;
+        const long long* nodes = tile_nodes + first_node;
+        double* cost = cluster_costs + no * K;
+        double* minimum = cluster_min + no;
+        int* parent = node_work + 6 * no;
+        int* cls = parent + n;
+        // keep's and gone's edge to each neighbour, valid where stamped with the merge's number
+        int* keep_edge = cls + n;
+        int* keep_stamp = keep_edge + n;
+        int* gone_edge = keep_stamp + n;
+        int* gone_stamp = gone_edge + n;
+        // the edges at positions [0, size): end-points u, v (u = −1: dead, inside a cluster or
+        // summed into another), weight w, score t
+        double* w = edge_work + 4 * eo;
+        double* t = w + m;
+        double* w_spare = t + m;
+        double* t_spare = w_spare + m;
+        int* u = edge_ints + 4 * eo;
+        int* v = u + m;
+        int* u_spare = v + m;
+        int* v_spare = u_spare + m;
+        int* best_edge = lane_work + 96 * tile;
+        int* best_class = best_edge + 32;
+        int* live = best_class + 32;
+        int size = m;
+
+        GPUCOPS_LANES(lane) {
+            for (int i = lane; i < n; i += 32) {
+                GPUCOPS_LANE_STEP(lane);
+                const double* row = costs + (node_base + nodes[i]) * K;
+                for (long long k = 0; k < K; ++k) cost[i * K + k] = row[k];
+                long long at;
+                gpucops_row_min(row, K, minimum + i, &at);
+                cls[i] = (int)at;
+                parent[i] = i;
+                keep_stamp[i] = -1;
+                gone_stamp[i] = -1;
+            }
+        }
+        GPUCOPS_LANES(lane) {
+            int mine = -1, alive = 0;
+            for (int j = lane; j < m; j += 32, ++alive) {
+                GPUCOPS_LANE_STEP(lane);
+                const int a = edge_ends[2 * (first_edge + j)], c = edge_ends[2 * (first_edge + j) + 1];
+                u[j] = a;
+                v[j] = c;
+                w[j] = weights[image * edges_per_image + tile_edges[first_edge + j]];
+                t[j] = gpucops_score(w[j], cost + a * K, minimum[a], cls[a], cost + c * K, minimum[c],
+                                     cls[c], K);
+                if (t[j] > 0) mine = gpucops_better(mine, j, t);
+            }
+            best_edge[lane] = mine;
+            live[lane] = alive;
+        }
+        GPUCOPS_CHAIN(tile, 4, m);  // the tile's edges
+        gpucops_lanes_best_edge(best_edge, live, t);
+
+        for (int merge = 0; best_edge[0] >= 0; ++merge) {
+            GPUCOPS_CHAIN(tile, 0, 1);  // a merge
+            const int e = best_edge[0];
+            const int keep = u[e] < v[e] ? u[e] : v[e], gone = u[e] < v[e] ? v[e] : u[e];
+            double* keep_row = cost + keep * K;
+            // mark keep's and gone's neighbours with their edges; the merged row and each lane's
+            // cheapest class of it
+            GPUCOPS_LANES(lane) {
+                for (int j = lane; j < size; j += 32) {
+                    GPUCOPS_LANE_STEP(lane);
+                    const int a = u[j], c = v[j];
+                    if (a < 0) continue;
+                    if (j == e) {
+                        u[j] = -1;  // inside the merged cluster now
+                    } else if (a == keep || c == keep) {
+                        keep_edge[a == keep ? c : a] = j;
+                        keep_stamp[a == keep ? c : a] = merge;
+                    } else if (a == gone || c == gone) {
+                        gone_edge[a == gone ? c : a] = j;
+                        gone_stamp[a == gone ? c : a] = merge;
+                    }
+                }
+                int at = -1;
+                for (long long k = lane; k < K; k += 32) {
+                    GPUCOPS_LANE_STEP(lane);
+                    keep_row[k] += cost[gone * K + k];
+                    at = gpucops_better_class(at, (int)k, keep_row);
+                }
+                best_class[lane] = at;
+            }
+            gpucops_lanes_best_class(best_class, keep_row);
+            const int keep_class = best_class[0];
+            const double keep_min = keep_row[keep_class];
+            // keep's and gone's edges: a neighbour of both sums its two edges into the lower
+            // index (the other dies, each lane deciding for its own edge), gone's edges move to
+            // keep, and each is re-scored unless it provably keeps its t: t = w already and both
+            // ends now of one class, whose score is w (gpucops_score) — tile_greedy re-scores
+            // more, to the same values; then each lane's best edge and live edges
+            GPUCOPS_LANES(lane) {
+                if (lane == 0) {
+                    minimum[keep] = keep_min;
+                    cls[keep] = keep_class;
+                    parent[gone] = keep;
+                }
+                int mine = -1, alive = 0;
+                for (int j = lane; j < size; j += 32) {
+                    GPUCOPS_LANE_STEP(lane);
+                    const int a = u[j], c = v[j];
+                    if (a < 0) continue;
+                    const bool at_keep = a == keep || c == keep, at_gone = a == gone || c == gone;
+                    if (at_keep || at_gone) {
+                        const int x = a == keep || a == gone ? c : a;
+                        int twin = -1;
+                        if (at_keep && gone_stamp[x] == merge) twin = gone_edge[x];
+                        if (at_gone && keep_stamp[x] == merge) twin = keep_edge[x];
+                        if (twin >= 0 && twin < j) {
+                            u[j] = -1;  // summed into the twin, by the twin's lane
+                            continue;
+                        }
+                        if (twin >= 0) w[j] = w[j] + w[twin];
+                        if (at_gone) {
+                            if (a == gone)
+                                u[j] = keep;
+                            else
+                                v[j] = keep;
+                        }
+                        if (cls[x] != keep_class || t[j] != w[j]) {
+                            GPUCOPS_LANE_STEP(lane);  // a score (K classes)
+                            GPUCOPS_CHAIN(tile, 3, 1);
+                            t[j] = gpucops_score(w[j], keep_row, keep_min, keep_class,
+                                                 cost + x * K, minimum[x], cls[x], K);
+                        }
+                    }
+                    ++alive;
+                    if (t[j] > 0) mine = gpucops_better(mine, j, t);
+                }
+                best_edge[lane] = mine;
+                live[lane] = alive;
+            }
+            gpucops_lanes_best_edge(best_edge, live, t);
+
+            const int alive = live[0], next = best_edge[0];
+            if (next < 0 || 4 * alive > 3 * size) continue;
+            // a quarter of the positions are dead: the live edges to the front of the spares, in
+            // order (lane l moves block l), and the best edge to its new position
+            const int block = (size + 31) / 32;
+            GPUCOPS_LANES(lane) {
+                int in_block = 0;
+                for (int j = lane * block; j < size && j < (lane + 1) * block; ++j) {
+                    GPUCOPS_LANE_STEP(lane);
+                    in_block += u[j] >= 0;
+                }
+                live[lane] = in_block;
+            }
+            GPUCOPS_LANES(lane) {
+                int to = 0;
+                for (int l = 0; l < lane; ++l) {
+                    GPUCOPS_LANE_STEP(lane);
+                    to += live[l];
+                }
+                for (int j = lane * block; j < size && j < (lane + 1) * block; ++j) {
+                    GPUCOPS_LANE_STEP(lane);
+                    if (u[j] < 0) continue;
+                    if (j == next) best_edge[0] = to;
+                    u_spare[to] = u[j];
+                    v_spare[to] = v[j];
+                    w_spare[to] = w[j];
+                    t_spare[to++] = t[j];
+                }
+            }
+            int* ints = u;
+            u = u_spare, u_spare = ints;
+            ints = v, v = v_spare, v_spare = ints;
+            double* doubles = w;
+            w = w_spare, w_spare = doubles;
+            doubles = t, t = t_spare, t_spare = doubles;
+            size = alive;
+        }
+
+        // every parent is a lower position of its cluster: ⌈log2 n⌉ halvings of the paths leave
+        // each node at its cluster's lowest position, the root (a lane may read a parent another
+        // has already halved: a root's ancestor too, so only sooner there)
+        for (int span = 1; span < n; span <<= 1) {
+            GPUCOPS_LANES(lane) {
+                for (int i = lane; i < n; i += 32) {
+                    GPUCOPS_LANE_STEP(lane);
+                    parent[i] = parent[parent[i]];
+                }
+            }
+        }
+        GPUCOPS_LANES(lane) {
+            for (int i = lane; i < n; i += 32) {
+                GPUCOPS_LANE_STEP(lane);
+                root[node_base + nodes[i]] = node_base + nodes[parent[i]];
+            }
+        }
+    }
+}

@@ -4,6 +4,14 @@
 // barriers, no warp intrinsics", written with GPUCOPS_FOR_EACH over its elements. Compiled by
 // NVRTC/nvcc it is a grid-stride loop; compiled by g++ for the host (the CPU fallback and what CI
 // runs) the same text is a plain loop, parallel under OpenMP, and the atomics are GCC builtins.
+//
+// One exception, a warp per item (GPUCOPS_FOR_EACH_WARP): the item's code is warp-uniform (every
+// lane computes the same values), and its parallel parts are phases, GPUCOPS_LANES(lane) { … },
+// in which lane l reads what earlier phases wrote and writes only what no other lane touches in
+// that phase; a phase ends with the warp's barrier (__syncwarp), which also makes its writes
+// visible to every lane. On the host a phase is a loop over the 32 lanes, so the same text
+// gives the same results whatever order the lanes run in (the order builds reverse and shuffle
+// it). A phase's body must not `break` or `return` (the barrier would be skipped).
 // Only `long long`, `unsigned long long`, `int`, `signed char` (a torch bool), `float` and
 // `double` appear in kernel signatures, so no system header is needed on either side.
 #pragma once
@@ -17,7 +25,19 @@
 // Heavy items (a whole tile greedy each): the same grid-stride loop.
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
 
+// A warp per item: the grid-stride loop over warps (thread blocks of a multiple of 32 threads).
+#define GPUCOPS_FOR_EACH_WARP(i, n)                                                        \
+    for (long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < (n); \
+         i += ((long long)blockDim.x * gridDim.x) >> 5)
+
+// A phase of the warp's lanes: the body once as this thread's lane, then the warp's barrier.
+#define GPUCOPS_LANES(lane)                                                      \
+    for (int lane = (int)(threadIdx.x & 31), gpucops_once = 1; gpucops_once; \
+         gpucops_once = 0, __syncwarp())
+
 #define GPUCOPS_CHAIN(tile, what, n) ((void)0)
+#define GPUCOPS_CHAIN_TILE(tile) ((void)0)
+#define GPUCOPS_LANE_STEP(lane) ((void)0)
 
 __device__ __forceinline__ unsigned long long gpucops_double_bits(double x) {
     return (unsigned long long)__double_as_longlong(x);
@@ -54,8 +74,30 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 inline long long* gpucops_chain = nullptr;
 extern "C" void gpucops_set_chain(long long* counters) { gpucops_chain = counters; }
 #define GPUCOPS_CHAIN(tile, what, n) (gpucops_chain ? gpucops_chain[5 * (tile) + (what)] += (n) : 0)
+// The warp-per-tile greedy counts per lane: a phase's chain is its busiest lane's steps (counter
+// 2, summed over phases), its work every lane's (counter 1).
+inline thread_local long long gpucops_chain_tile = 0;
+inline thread_local long long gpucops_lane_steps[32] = {};
+#define GPUCOPS_CHAIN_TILE(tile) (gpucops_chain_tile = (tile))
+#define GPUCOPS_LANE_STEP(lane) (gpucops_chain ? ++gpucops_lane_steps[lane] : 0)
+inline bool gpucops_phase_done() {
+    long long most = 0, all = 0;
+    for (long long& steps : gpucops_lane_steps) {
+        most = steps > most ? steps : most;
+        all += steps;
+        steps = 0;
+    }
+    if (gpucops_chain) {
+        gpucops_chain[5 * gpucops_chain_tile + 2] += most;
+        gpucops_chain[5 * gpucops_chain_tile + 1] += all;
+    }
+    return false;
+}
+#define GPUCOPS_LANES(lane) for (int lane = 0; lane < 32 || gpucops_phase_done(); ++lane)
 #else
 #define GPUCOPS_CHAIN(tile, what, n) ((void)0)
+#define GPUCOPS_CHAIN_TILE(tile) ((void)0)
+#define GPUCOPS_LANE_STEP(lane) ((void)0)
 #endif
 
 #define __global__
@@ -75,6 +117,7 @@ extern "C" void gpucops_set_chain(long long* counters) { gpucops_chain = counter
 
 #if defined(GPUCOPS_ORDER_REVERSED)
 #define GPUCOPS_FOR_EACH(i, n) for (long long i = (n) - 1; i >= 0; --i)
+#define GPUCOPS_LANES(lane) for (int lane = 31; lane >= 0; --lane)
 
 #elif defined(GPUCOPS_ORDER_SHUFFLED)
 inline long long gpucops_gcd(long long a, long long b) {
@@ -101,6 +144,9 @@ inline long long gpucops_shuffle_multiplier(long long n) {
          gpucops_k < gpucops_n &&                                                              \
          ((i = (long long)((unsigned __int128)gpucops_a * (gpucops_k + 1) % gpucops_n)), true); \
          ++gpucops_k)
+#define GPUCOPS_LANES(lane)                                                            \
+    for (int gpucops_l = 0, gpucops_b = (int)gpucops_shuffle_multiplier(32), lane = 0; \
+         gpucops_l < 32 && ((lane = gpucops_b * (gpucops_l + 1) % 32), true); ++gpucops_l)
 
 #elif defined(GPUCOPS_ORDER_THREADS)
 #include <sched.h>
@@ -149,6 +195,12 @@ inline long long gpucops_first_item() {
 #else
 #define GPUCOPS_FOR_EACH(i, n) for (long long i = 0; i < (n); ++i)
 #define GPUCOPS_FOR_EACH_HEAVY(i, n) GPUCOPS_FOR_EACH(i, n)
+#endif
+
+// A warp per item: on the host, a heavy item; its phases, loops over the lanes.
+#define GPUCOPS_FOR_EACH_WARP(i, n) GPUCOPS_FOR_EACH_HEAVY(i, n)
+#ifndef GPUCOPS_LANES
+#define GPUCOPS_LANES(lane) for (int lane = 0; lane < 32; ++lane)
 #endif
 
 inline unsigned long long gpucops_double_bits(double x) {

@@ -53,10 +53,15 @@ class ThreadedLaunches:
         return launch
 
 
-def run(kernels: KernelSteps, rounds: int = 60, grids: int = 12) -> list[torch.Tensor]:
-    """Every kernel on ``rounds`` small random rounds (big buckets, tiles, label masks, whole
-    contractions of small batches) and the tiles of ``grids`` grid batches; each result, copied."""
+def run(library: object, rounds: int = 60, grids: int = 12) -> list[torch.Tensor]:
+    """Every kernel of the host build ``library`` on ``rounds`` small random rounds (big buckets,
+    tiles, label masks, whole contractions of small batches) and the tiles of ``grids`` grid
+    batches, the tiles through both pre-pass kernels (a thread and a warp per tile); each result,
+    copied."""
     results: list[torch.Tensor] = []
+    cpu = torch.device("cpu")
+    kernels = KernelSteps(cpu, library=library)
+    warp_kernels = KernelSteps(cpu, library=library, warp_tiles=True)
 
     def keep(*tensors: torch.Tensor) -> None:
         results.extend(t.clone() for t in tensors)
@@ -79,12 +84,14 @@ def run(kernels: KernelSteps, rounds: int = 60, grids: int = 12) -> list[torch.T
         keep(kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2))
         tiles = tiles_of(torch.arange(clusters) // (1 + seed % 7), edges)
         keep(kernels.tile_roots(costs, edges, weights, tiles, 1))
+        keep(warp_kernels.tile_roots(costs, edges, weights, tiles, 1))
         keep(kernels.edge_cut(edges, argmin))
     for seed in range(grids):  # the tiles of grid batches, partial at the border
         p = make_problem(1 + seed % 3, 5 + seed, 7 + 2 * seed, 1 + seed % 6, (1, 2, 4), seed)
         nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
         tiles = grid_tiles(5 + seed, 7 + 2 * seed, p.distances, 1 + seed % 9, torch.device("cpu"))
-        keep(kernels.tile_roots(nodes.double(), edges, weights.double(), tiles, 1 + seed % 3))
+        for steps in (kernels, warp_kernels):
+            keep(steps.tile_roots(nodes.double(), edges, weights.double(), tiles, 1 + seed % 3))
     return results
 
 
@@ -93,8 +100,7 @@ def main(out: str, flags: list[str], folder: str | None = None, rounds: int = 60
     library = host_library(tuple(flags), None if folder is None else Path(folder))
     if "-DGPUCOPS_ORDER_THREADS" in flags:
         library = ThreadedLaunches(library)
-    kernels = KernelSteps(torch.device("cpu"), library=library)
-    torch.save(run(kernels, rounds, rounds // 5), out)
+    torch.save(run(library, rounds, rounds // 5), out)
     print("fuzz done")
 
 

@@ -88,13 +88,20 @@ def test_peers_benchmark_says_how_to_install_bioimage_cpp(monkeypatch):
 
 def test_prepass_chain_counts_every_merge_of_the_pre_pass(tmp_path):
     # the counting build makes the solver's decisions: its merge counters add up to the merges
-    # the pre-pass reports, tile by tile over a batch solved as one graph
+    # the pre-pass reports, tile by tile over a batch solved as one graph, with either kernel
     arguments = ["--cases", "2x32x48", "--classes", "5", "--distances", "1", "4"]
     records = _load("prepass_chain").main([*arguments, "--json", str(tmp_path / "c.json")])
     assert json.loads((tmp_path / "c.json").read_text()) == records
-    (record,) = records
-    assert record["tiles"] == 2 * 2 * 3 and record["merges"] == record["tile_merges"] > 0
-    assert 0 < record["mean_tile_chain"] <= record["longest_warp_chain"]
+    thread, warp = records
+    assert (thread["kernel"], warp["kernel"]) == ("thread", "warp")
+    for record in records:
+        assert record["tiles"] == 2 * 2 * 3 and record["merges"] == record["tile_merges"] > 0
+        assert 0 < record["mean_tile_chain"] <= record["longest_warp_chain"]
+    assert warp["merges"] == thread["merges"]
+    # a warp's lanes share each merge's work: a shorter chain, more work in all
+    assert warp["longest_warp_chain"] < thread["longest_warp_chain"]
+    assert warp["chain_ratio"] == warp["longest_warp_chain"] / thread["longest_warp_chain"]
+    assert warp["mean_lane_work"] > warp["mean_tile_chain"]
 
 
 def test_prepass_levels_study_runs_the_solvers_own_solve_at_one_level(tmp_path):

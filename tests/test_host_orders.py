@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpucops.solver.backend import KernelSteps, cuda_sources
+from gpucops.solver.backend import cuda_sources, host_library
 from tests.kernel_fuzz import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_every_order_gives_the_default_builds_results(fuzz_runs, name):
     assert result.returncode == 0 and "fuzz done" in result.stdout, result.stderr[-4000:]
     got = torch.load(out)
     rounds = TSAN_ROUNDS if name == "threadsanitizer" else 60
-    expected = run(KernelSteps(torch.device("cpu")), rounds, rounds // 5)
+    expected = run(host_library(), rounds, rounds // 5)
     assert len(got) == len(expected)
     for index, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert torch.equal(a, b), index

@@ -1,5 +1,6 @@
-"""The tile pre-pass: the tile listing, kernel ``tile_greedy`` against the sequential reference on
-the edges inside tiles, and the solver with tiles (square tiles of grids, any graph's tiles)."""
+"""The tile pre-pass: the tile listing, kernels ``tile_greedy`` (a thread per tile) and
+``tile_greedy_warp`` (a warp per tile) against the sequential reference on the edges inside tiles,
+and the solver with tiles (square tiles of grids, any graph's tiles)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from tests.reference import tile_ids
 from tests.strategies import small_graphs
 
 HOST = torch.device("cpu")
-KERNELS, TORCH = KernelSteps(HOST), TorchSteps()
+TORCH = TorchSteps()
+# the pre-pass's two kernels: a thread per tile (the host's), a warp per tile (a GPU's)
+TILE_KERNELS = {
+    "thread": KernelSteps(HOST, warp_tiles=False),
+    "warp": KernelSteps(HOST, warp_tiles=True),
+}
 
 
 @given(seed=st.integers(0, 10_000), num_nodes=st.integers(1, 30), num_tiles=st.integers(1, 6))
@@ -73,21 +79,23 @@ def _random_grid(seed, batch, height, width, num_classes, masked):
     return costs.round(decimals=0), edges, weights.double().round(decimals=0), p
 
 
+@pytest.mark.parametrize("kernel_name", TILE_KERNELS)
 @given(
     seed=st.integers(0, 10_000),
     batch=st.integers(1, 3),
     height=st.integers(4, 14),
     width=st.integers(4, 14),
-    num_classes=st.sampled_from([1, 2, 5, 19]),
+    num_classes=st.sampled_from([1, 2, 5, 19, 40]),
     tile=st.integers(1, 9),
     masked=st.booleans(),
 )
 def test_tile_greedy_kernel_equals_the_sequential_reference_inside_tiles(
-    seed, batch, height, width, num_classes, tile, masked
+    kernel_name, seed, batch, height, width, num_classes, tile, masked
 ):
+    # 40 classes: more than a warp's lanes share each merged cost row
     costs, edges, weights, p = _random_grid(seed, batch, height, width, num_classes, masked)
     tiles = grid_tiles(height, width, p.distances, tile, HOST)
-    kernel = KERNELS.tile_roots(costs, edges, weights, tiles, batch)
+    kernel = TILE_KERNELS[kernel_name].tile_roots(costs, edges, weights, tiles, batch)
     reference = TORCH.tile_roots(costs, edges, weights, tiles, batch)
     assert torch.equal(kernel, reference)
     # roots are the lowest node of their cluster, and clusters stay inside one tile
@@ -97,8 +105,9 @@ def test_tile_greedy_kernel_equals_the_sequential_reference_inside_tiles(
     assert torch.equal(image_tile[kernel], image_tile)
 
 
+@pytest.mark.parametrize("kernel_name", TILE_KERNELS)
 @given(graph=small_graphs(max_nodes=10, max_classes=4), num_tiles=st.integers(1, 3))
-def test_tile_greedy_kernel_equals_the_reference_on_any_tiles(graph, num_tiles):
+def test_tile_greedy_kernel_equals_the_reference_on_any_tiles(kernel_name, graph, num_tiles):
     node_costs, edges, edge_costs, _ = graph
     n = len(node_costs)
     edges = torch.tensor(edges, dtype=torch.long).view(-1, 2)
@@ -108,8 +117,21 @@ def test_tile_greedy_kernel_equals_the_reference_on_any_tiles(graph, num_tiles):
     weights.index_add_(0, first, torch.tensor(edge_costs, dtype=torch.float64))
     tiles = tiles_of(torch.arange(n) % num_tiles, edges)
     costs = torch.tensor(node_costs, dtype=torch.float64)
-    kernel = KERNELS.tile_roots(costs, edges, weights, tiles, 1)
+    kernel = TILE_KERNELS[kernel_name].tile_roots(costs, edges, weights, tiles, 1)
     assert torch.equal(kernel, TORCH.tile_roots(costs, edges, weights, tiles, 1))
+
+
+@pytest.mark.parametrize("num_classes", [19, 133])
+def test_warp_tile_greedy_equals_the_reference_in_the_solvers_tiles(num_classes):
+    # the pre-pass as the solver runs it: 16 × 16 tiles of Cityscapes' distances (a tile's
+    # ~860 edges are ~27 per lane), the greedy running to single clusters in flat regions
+    p = make_problem(2, 48, 80, num_classes, distances=(1, 4, 16, 32), seed=num_classes)
+    nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
+    costs, weights = nodes.double(), weights.double()
+    tiles = grid_tiles(48, 80, p.distances, 16, HOST)
+    warp = TILE_KERNELS["warp"].tile_roots(costs, edges, weights, tiles, 2)
+    assert torch.equal(warp, TORCH.tile_roots(costs, edges, weights, tiles, 2))
+    assert torch.unique(warp).numel() < nodes.shape[0] // 10  # most nodes merged
 
 
 def test_one_tile_is_the_sequential_greedy():

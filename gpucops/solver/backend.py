@@ -61,6 +61,7 @@ _SIGNATURES = {
     "star_cost": "iiipppppppp",
     "edge_cut": "ippp",
     "tile_greedy": "iiiiippppppppppppp",
+    "tile_greedy_warp": "iiiiipppppppppppppp",
 }
 # words of zeroed scratch per cluster a pass takes (KernelSteps.begin_pass): two pick-key arrays
 # (C + 1 words each), the star flags (2C int32), the shrink keys (C) and three counting sorts'
@@ -69,8 +70,10 @@ _SIGNATURES = {
 # launch of their own)
 _ZEROED_PER_CLUSTER = 10
 # threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
-# thread blocks (multiprocessors) share the few thousand of them
-_THREADS_OF = {"tile_greedy": 32}
+# thread blocks (multiprocessors) share the few thousand of them; a warp per tile likewise
+_THREADS_OF = {"tile_greedy": 32, "tile_greedy_warp": 128}
+# lanes of a warp (tile_greedy_warp: a warp per tile)
+_WARP = 32
 
 
 def cuda_sources() -> Path:
@@ -143,10 +146,19 @@ class KernelSteps(Steps):
     """The steps as kernels on one device, with torch tensors in and out (signatures and types as
     in :class:`~gpucops.solver.steps.Steps`). Kept buffers (see :meth:`kept`) serve later solves;
     one instance per thread and device (:func:`steps_for`). ``library``: the host build to call
-    on the CPU (default: :func:`host_library`)."""
+    on the CPU (default: :func:`host_library`). ``warp_tiles``: whether the pre-pass runs a warp
+    per tile (kernel ``tile_greedy_warp``) or a thread (``tile_greedy``; the same roots); None =
+    a warp where the kernels launch on CUDA."""
 
-    def __init__(self, device: torch.device, library: ctypes.CDLL | None = None):
+    def __init__(
+        self,
+        device: torch.device,
+        library: ctypes.CDLL | None = None,
+        *,
+        warp_tiles: bool | None = None,
+    ):
         self.device = _resolved(device)
+        self._warp_tiles = warp_tiles
         self._scratch: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         # CUDA launches go through CuPy (the tests switch this on for CPU tensors, with a stand-in
         # for CuPy that calls the host build, to run the CUDA launch path without a GPU)
@@ -497,24 +509,34 @@ class KernelSteps(Steps):
         return merged, merged_weights, end[-1:]
 
     def tile_roots(self, costs, edges, weights, tiles, num_images):
-        # the kernel reads the edges inside tiles from the tile lists, not from ``edges``
+        # the kernel reads the edges inside tiles from the tile lists, not from ``edges``; on a
+        # GPU a warp runs a tile (one thread's greedy is one long chain of dependent accesses,
+        # docs/solver.md), on the host a thread (the warp's scans do more work in all)
         (num_nodes, width), device = costs.shape, self.device
         tile_nodes = num_images * tiles.tile_nodes.shape[0]
         tile_edges = num_images * tiles.tile_edges.shape[0]
         root = torch.arange(num_nodes, device=device)  # nodes outside every tile stay alone
         count = num_images * tiles.num_tiles
-        self._launch(
-            "tile_greedy", count, count, tiles.num_tiles, tiles.nodes_per_image,
-            tiles.edges_per_image, width, tiles.node_start, tiles.tile_nodes,
-            tiles.edge_start, tiles.tile_edges, tiles.edge_ends.contiguous(),
-            costs.contiguous(), weights.contiguous(),
+        warp = self._cuda_launches if self._warp_tiles is None else self._warp_tiles
+        # per tile node: class costs, minimum, and the kernel's int lists (6 for a warp's greedy,
+        # 5 for a thread's); per edge: weight and score (and their spares for a warp's), and its
+        # int lists (4 or 6)
+        edge_doubles, node_ints, edge_ints = (4, 6, 4) if warp else (2, 5, 6)
+        arguments = [
+            count, tiles.num_tiles, tiles.nodes_per_image, tiles.edges_per_image, width,
+            tiles.node_start, tiles.tile_nodes, tiles.edge_start, tiles.tile_edges,
+            tiles.edge_ends.contiguous(), costs.contiguous(), weights.contiguous(),
             self._temporary("tile costs", tile_nodes * width, torch.float64),
             self._temporary("tile minima", tile_nodes, torch.float64),
-            self._temporary("tile node lists", 5 * tile_nodes, torch.int32),
-            self._temporary("tile edge scores", 2 * tile_edges, torch.float64),
-            self._temporary("tile edge lists", 6 * tile_edges, torch.int32),
-            root,
-        )  # fmt: skip
+            self._temporary("tile node lists", node_ints * tile_nodes, torch.int32),
+            self._temporary("tile edge scores", edge_doubles * tile_edges, torch.float64),
+            self._temporary("tile edge lists", edge_ints * tile_edges, torch.int32),
+        ]  # fmt: skip
+        if warp:  # the lanes' best edges, best classes and live edges
+            arguments.append(self._temporary("tile lanes", 3 * _WARP * count, torch.int32))
+            self._launch("tile_greedy_warp", _WARP * count, *arguments, root)
+        else:
+            self._launch("tile_greedy", count, *arguments, root)
         return root
 
     def checked_roots(self, root, picks, scores, costs, minimum, edges, weights):
