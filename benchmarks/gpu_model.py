@@ -286,7 +286,7 @@ def _count_hooks(patch: pytest.MonkeyPatch, counter: Counter) -> None:
     patch.setattr(rounds, "_exact_roots", host_exact_roots)
 
 
-def _gpu_branches(patch: pytest.MonkeyPatch) -> None:
+def gpu_branches(patch: pytest.MonkeyPatch) -> None:
     """Take the branches a GPU takes where the code checks for the CPU."""
     split = functools.partial(solver_package.contract_parallel, split_images=False)
     patch.setattr(solver_package, "contract_parallel", split)
@@ -304,7 +304,7 @@ def count_solve(
     standin = importlib.import_module("tests.cupy_standin")
     solve = Solve()
     with pytest.MonkeyPatch.context() as patch, standin.cuda_launch_path(patch):
-        _gpu_branches(patch)
+        gpu_branches(patch)
         gpucops.solve(*problem, **options)  # warm-up: builds and caches
         counter = Counter(solve)
         _count_hooks(patch, counter)

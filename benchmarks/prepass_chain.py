@@ -114,15 +114,23 @@ def count_prepass(problem: tuple, tile: int, kernel: str = "thread") -> tuple[to
     node_costs, _, _, distances = problem
     batch, _, height, width = node_costs.shape
     library = counting_library()
-    steps = KernelSteps(torch.device("cpu"), library=library, warp_tiles=kernel == "warp")
+    # the warp kernels throughout for "warp" (the sorts too), as a GPU runs them
+    steps = KernelSteps(torch.device("cpu"), library=library, warps=kernel == "warp")
     tiles = batch * grid_tiles(height, width, distances, tile, torch.device("cpu")).num_tiles
     counts = torch.zeros(tiles, len(COUNTERS), dtype=torch.int64)
-    try:  # no tail: the only tile greedy of the solve is the pre-pass's
+    tile_roots = steps.tile_roots
+
+    def counted_tile_roots(*args: object) -> torch.Tensor:
+        # counters only while the tiles run (the sorts' lanes would count too)
         library.gpucops_set_chain(counts.data_ptr())
-        with solving_on(steps):
-            labeling = gpucops.solve(*problem, tile=tile, tail=0)
-    finally:
-        library.gpucops_set_chain(None)
+        try:
+            return tile_roots(*args)
+        finally:
+            library.gpucops_set_chain(None)
+
+    with solving_on(steps) as patch:  # no tail: the only tile greedy is the pre-pass's
+        patch.setattr(steps, "tile_roots", counted_tile_roots)
+        labeling = gpucops.solve(*problem, tile=tile, tail=0)
     return counts, int(labeling.info["tile_merges"])
 
 

@@ -56,12 +56,12 @@ class ThreadedLaunches:
 def run(library: object, rounds: int = 60, grids: int = 12) -> list[torch.Tensor]:
     """Every kernel of the host build ``library`` on ``rounds`` small random rounds (big buckets,
     tiles, label masks, whole contractions of small batches) and the tiles of ``grids`` grid
-    batches, the tiles through both pre-pass kernels (a thread and a warp per tile); each result,
-    copied."""
+    batches, the tiles and big buckets through both kinds of kernel (a thread and a warp per
+    item); each result, copied."""
     results: list[torch.Tensor] = []
     cpu = torch.device("cpu")
     kernels = KernelSteps(cpu, library=library)
-    warp_kernels = KernelSteps(cpu, library=library, warp_tiles=True)
+    warp_kernels = KernelSteps(cpu, library=library, warps=True)
 
     def keep(*tensors: torch.Tensor) -> None:
         results.extend(t.clone() for t in tensors)
@@ -80,8 +80,9 @@ def run(library: object, rounds: int = 60, grids: int = 12) -> list[torch.Tensor
             costs.clamp(max=9), edges[same], weights[same], image, 3, None, None, DEFAULTS, kernels
         )
         keep(result.classes, result.clusters)
-        keep(*kernels.coalesce(edges, weights, torch.arange(clusters) % 2, 2))  # big buckets
-        keep(kernels.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2))
+        for steps in (kernels, warp_kernels):  # big buckets, sorted by a thread or a warp
+            keep(*steps.coalesce(edges, weights, torch.arange(clusters) % 2, 2))
+            keep(steps.segment_sum(costs.clamp(max=9), torch.arange(clusters) % 2, 2))
         tiles = tiles_of(torch.arange(clusters) // (1 + seed % 7), edges)
         keep(kernels.tile_roots(costs, edges, weights, tiles, 1))
         keep(warp_kernels.tile_roots(costs, edges, weights, tiles, 1))

@@ -104,6 +104,22 @@ def test_prepass_chain_counts_every_merge_of_the_pre_pass(tmp_path):
     assert warp["mean_lane_work"] > warp["mean_tile_chain"]
 
 
+def test_sort_chain_models_both_sorts_on_the_buckets_a_solve_sorts(tmp_path):
+    study = _load("sort_chain")
+    # by hand: [3, 2, 1] — three passes' items and three moves; a network of 33 or 65 items is 6
+    # or 7 levels, 21 or 28 steps of 1 or 2 pairs a lane
+    assert study.shell_steps([3, 2, 1]) == 5 and study.shell_steps([1, 2, 3]) == 2
+    assert study.bitonic_steps(2) == 1 and study.bitonic_steps(33) == 21
+    assert study.bitonic_steps(65) == 56
+    arguments = ["--cases", "1x72x96", "--classes", "5", "--json", str(tmp_path / "s.json")]
+    (record,) = study.main(arguments)
+    assert json.loads((tmp_path / "s.json").read_text()) == [record]
+    launches = record["launches"]
+    assert record["sort_launches"] == len(launches) > 0
+    assert all(0 < launch["largest"] for launch in launches)
+    assert record["thread_chain"] > record["warp_chain"] > 0
+
+
 def test_prepass_levels_study_runs_the_solvers_own_solve_at_one_level(tmp_path):
     # one level is the solver's own solve (the same objective); two levels, a lower chain
     study = _load("prepass_levels")

@@ -27,6 +27,7 @@ HOST = torch.device("cpu")
 TORCH = TorchSteps()
 
 
+@pytest.mark.parametrize("warps", [False, True], ids=["thread sorts", "warp sorts"])
 @given(
     seed=st.integers(0, 2**31),
     clusters=st.integers(2, 40),
@@ -34,9 +35,10 @@ TORCH = TorchSteps()
     masked=st.booleans(),
     round_index=st.integers(0, 50),
 )
-def test_host_kernels_equal_the_torch_steps(seed, clusters, k, masked, round_index):
+def test_host_kernels_equal_the_torch_steps(warps, seed, clusters, k, masked, round_index):
+    # warps: the star check's buckets sorted by a warp each (a GPU's kernels) or a thread
     costs, edges, weights = random_round(seed, clusters, k, masked)
-    kernels = KernelSteps(HOST)
+    kernels = KernelSteps(HOST, warps=warps)
     minimum, argmin = TORCH.cluster_classes(costs)
     for got, expected in zip(kernels.cluster_classes(costs), (minimum, argmin), strict=True):
         assert torch.equal(got, expected)
@@ -106,16 +108,18 @@ def random_contraction(seed: int, nodes: int, clusters: int, num_edges: int):
     return edges, weights, mapping, rows
 
 
+@pytest.mark.parametrize("warps", [False, True], ids=["thread sorts", "warp sorts"])
 @given(
     seed=st.integers(0, 2**31),
     nodes=st.integers(2, 60),
     clusters=st.integers(1, 8),
     num_edges=st.integers(0, 400),
 )
-def test_host_contraction_equals_the_torch_step(seed, nodes, clusters, num_edges):
-    # few clusters and many edges: buckets of over 32 items take the shell-sort path
+def test_host_contraction_equals_the_torch_step(warps, seed, nodes, clusters, num_edges):
+    # few clusters and many edges: buckets of over 32 items take the shell-sort path of a
+    # thread's sort, and many steps of a warp's bitonic network (sizes not a power of two)
     edges, weights, mapping, rows = random_contraction(seed, nodes, clusters, num_edges)
-    kernels = KernelSteps(HOST)
+    kernels = KernelSteps(HOST, warps=warps)
     merged, merged_weights = kernels.coalesce(edges, weights, mapping, clusters)
     expected, expected_weights = TORCH.coalesce(edges, weights, mapping, clusters)
     assert torch.equal(merged, expected)

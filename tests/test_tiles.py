@@ -23,8 +23,8 @@ HOST = torch.device("cpu")
 TORCH = TorchSteps()
 # the pre-pass's two kernels: a thread per tile (the host's), a warp per tile (a GPU's)
 TILE_KERNELS = {
-    "thread": KernelSteps(HOST, warp_tiles=False),
-    "warp": KernelSteps(HOST, warp_tiles=True),
+    "thread": KernelSteps(HOST, warps=False),
+    "warp": KernelSteps(HOST, warps=True),
 }
 
 

@@ -62,17 +62,25 @@ _SIGNATURES = {
     "edge_cut": "ippp",
     "tile_greedy": "iiiiippppppppppppp",
     "tile_greedy_warp": "iiiiipppppppppppppp",
+    "bucket_sort_warp": "ipp",
+    "bucket_sort_runs_warp": "ipppp",
 }
 # words of zeroed scratch per cluster a pass takes (KernelSteps.begin_pass): two pick-key arrays
-# (C + 1 words each), the star flags (2C int32), the shrink keys (C) and three counting sorts'
-# counts and offsets (2C + 1 each) — 10C + 5 — and 64 words for the small ones (one image's first
+# (C + 1 words each), the star flags (2C int32), the shrink keys (C), three counting sorts'
+# counts and offsets (2C + 1 each) and the warps' run counts of the contraction (C) — 11C + 5 —
+# and 64 words for the small ones (one image's first
 # edge, the contraction's clusters per image: a batch of more than ~58 images zeroes those by a
 # launch of their own)
-_ZEROED_PER_CLUSTER = 10
+_ZEROED_PER_CLUSTER = 11
 # threads per CUDA thread block where not _THREADS: one tile greedy per thread is heavy, so more
-# thread blocks (multiprocessors) share the few thousand of them; a warp per tile likewise
-_THREADS_OF = {"tile_greedy": 32, "tile_greedy_warp": 128}
-# lanes of a warp (tile_greedy_warp: a warp per tile)
+# thread blocks (multiprocessors) share the few thousand of them; a warp per item likewise
+_THREADS_OF = {
+    "tile_greedy": 32,
+    "tile_greedy_warp": 128,
+    "bucket_sort_warp": 128,
+    "bucket_sort_runs_warp": 128,
+}
+# lanes of a warp (the kernels with a warp per item)
 _WARP = 32
 
 
@@ -146,19 +154,17 @@ class KernelSteps(Steps):
     """The steps as kernels on one device, with torch tensors in and out (signatures and types as
     in :class:`~gpucops.solver.steps.Steps`). Kept buffers (see :meth:`kept`) serve later solves;
     one instance per thread and device (:func:`steps_for`). ``library``: the host build to call
-    on the CPU (default: :func:`host_library`). ``warp_tiles``: whether the pre-pass runs a warp
-    per tile (kernel ``tile_greedy_warp``) or a thread (``tile_greedy``; the same roots); None =
-    a warp where the kernels launch on CUDA."""
+    on the CPU (default: :func:`host_library`). ``warps``: whether the steps with a long
+    dependent chain per item — a pre-pass tile's greedy, a bucket's sort — run a warp per item
+    (kernels ``tile_greedy_warp``, ``bucket_sort_warp``, ``bucket_sort_runs_warp``: a GPU's) or a
+    thread (``tile_greedy``, ``bucket_sort``, ``bucket_sort_runs``: the host's, less work in all);
+    the same results either way. None = warps where the kernels launch on CUDA."""
 
     def __init__(
-        self,
-        device: torch.device,
-        library: ctypes.CDLL | None = None,
-        *,
-        warp_tiles: bool | None = None,
+        self, device: torch.device, library: ctypes.CDLL | None = None, *, warps: bool | None = None
     ):
         self.device = _resolved(device)
-        self._warp_tiles = warp_tiles
+        self._warps = warps
         self._scratch: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         # CUDA launches go through CuPy (the tests switch this on for CPU tensors, with a stand-in
         # for CuPy that calls the host build, to run the CUDA launch path without a GPU)
@@ -251,6 +257,10 @@ class KernelSteps(Steps):
         for buffer in self._scratch.values():
             buffer.record_stream(stream)
         self._stream = stream
+
+    def _use_warps(self) -> bool:
+        """Whether the warp-per-item kernels run (see the class docstring)."""
+        return self._cuda_launches if self._warps is None else self._warps
 
     def _launch(self, name: str, count: int, *args: object) -> None:
         if count == 0:
@@ -384,7 +394,10 @@ class KernelSteps(Steps):
         n = keys.shape[0]
         # the fill counts each bucket back down to zero (its cursor): no second zeroed array
         self._launch("bucket_fill", n, n, keys, secondary, start, counts, slot)
-        self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
+        if self._use_warps():
+            self._launch("bucket_sort_warp", _WARP * num_buckets, num_buckets, start, slot)
+        else:
+            self._launch("bucket_sort", num_buckets, num_buckets, start, slot)
         return start, slot
 
     def _edge_buckets(
@@ -400,10 +413,13 @@ class KernelSteps(Steps):
         self._launch(
             "bucket_fill_payload", n, n, low, high, weights, start, counts, slot, slot_weights
         )
-        unique = self._temporary("unique", num_buckets)
-        self._launch(
-            "bucket_sort_runs", num_buckets, num_buckets, start, slot, slot_weights, unique
-        )
+        arguments = (num_buckets, start, slot, slot_weights)
+        if self._use_warps():  # the lanes add their runs up
+            unique = self._zeros("unique", num_buckets)
+            self._launch("bucket_sort_runs_warp", _WARP * num_buckets, *arguments, unique)
+        else:
+            unique = self._temporary("unique", num_buckets)
+            self._launch("bucket_sort_runs", num_buckets, *arguments, unique)
         return start, slot, slot_weights, unique
 
     def _bucket_offsets(
@@ -517,7 +533,7 @@ class KernelSteps(Steps):
         tile_edges = num_images * tiles.tile_edges.shape[0]
         root = torch.arange(num_nodes, device=device)  # nodes outside every tile stay alone
         count = num_images * tiles.num_tiles
-        warp = self._cuda_launches if self._warp_tiles is None else self._warp_tiles
+        warp = self._use_warps()
         # per tile node: class costs, minimum, and the kernel's int lists (6 for a warp's greedy,
         # 5 for a thread's); per edge: weight and score (and their spares for a warp's), and its
         # int lists (4 or 6)
