@@ -938,10 +938,8 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                 for (int j = lane; j < size; j += 32) {
                     GPUCOPS_LANE_STEP(lane);
                     const int a = u[j], c = v[j];
-                    if (a < 0) continue;
-                    if (j == e) {
-                        u[j] = -1;  // inside the merged cluster now
-                    } else if (a == keep || c == keep) {
+                    if (a < 0 || j == e) continue;
+                    if (a == keep || c == keep) {
                         keep_edge[a == keep ? c : a] = j;
                         keep_stamp[a == keep ? c : a] = merge;
                     } else if (a == gone || c == gone) {
@@ -976,6 +974,10 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                     GPUCOPS_LANE_STEP(lane);
                     const int a = u[j], c = v[j];
                     if (a < 0) continue;
+                    if (j == e) {
+                        u[j] = -1;  // inside the merged cluster now
+                        continue;
+                    }
                     const bool at_keep = a == keep || c == keep, at_gone = a == gone || c == gone;
                     if (at_keep || at_gone) {
                         const int x = a == keep || a == gone ? c : a;
@@ -1013,19 +1015,20 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
             // a quarter of the positions are dead: the live edges to the front of the spares, in
             // order (lane l moves block l), and the best edge to its new position
             const int block = (size + 31) / 32;
+            int* in_block = best_class;  // free until the next merge's cheapest class
             GPUCOPS_LANES(lane) {
-                int in_block = 0;
+                int count = 0;
                 for (int j = lane * block; j < size && j < (lane + 1) * block; ++j) {
                     GPUCOPS_LANE_STEP(lane);
-                    in_block += u[j] >= 0;
+                    count += u[j] >= 0;
                 }
-                live[lane] = in_block;
+                in_block[lane] = count;
             }
             GPUCOPS_LANES(lane) {
                 int to = 0;
                 for (int l = 0; l < lane; ++l) {
                     GPUCOPS_LANE_STEP(lane);
-                    to += live[l];
+                    to += in_block[l];
                 }
                 for (int j = lane * block; j < size && j < (lane + 1) * block; ++j) {
                     GPUCOPS_LANE_STEP(lane);

@@ -11,7 +11,10 @@
 // that phase; a phase ends with the warp's barrier (__syncwarp), which also makes its writes
 // visible to every lane. On the host a phase is a loop over the 32 lanes, so the same text
 // gives the same results whatever order the lanes run in (the order builds reverse and shuffle
-// it). A phase's body must not `break` or `return` (the barrier would be skipped).
+// it). A phase's body must not `break` or `return` (the barrier would be skipped). And since a
+// warp's lanes may drift apart between barriers (independent thread scheduling), the uniform code
+// may read only what the phase after it does not write — a lane still reading it could see the
+// new value; the host build, which runs uniform code once, cannot catch that.
 // Only `long long`, `unsigned long long`, `int`, `signed char` (a torch bool), `float` and
 // `double` appear in kernel signatures, so no system header is needed on either side.
 #pragma once
