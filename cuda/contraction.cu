@@ -626,6 +626,62 @@ __device__ __forceinline__ int gpucops_slot_other(int s, const int* u, const int
     return (s & 1) ? u[s >> 1] : v[s >> 1];
 }
 
+// Where a tile lies (tile_greedy's layout, below): its image, its first edge in the tile lists,
+// its n nodes (their ids from `nodes`, offset by node_base) and m edges, and the offsets no, eo
+// of its scratch.
+struct GpucopsTile {
+    long long image, first_edge, no, eo, node_base;
+    const long long* nodes;
+    int n, m;
+};
+
+__device__ __forceinline__ GpucopsTile gpucops_tile(long long tile, long long tiles_per_image,
+                                                    long long nodes_per_image,
+                                                    const long long* node_start,
+                                                    const long long* tile_nodes,
+                                                    const long long* edge_start) {
+    GpucopsTile at;
+    const long long b = tile % tiles_per_image, first_node = node_start[b];
+    at.image = tile / tiles_per_image;
+    at.first_edge = edge_start[b];
+    at.n = (int)(node_start[b + 1] - first_node);
+    at.m = (int)(edge_start[b + 1] - at.first_edge);
+    at.no = at.image * node_start[tiles_per_image] + first_node;
+    at.eo = at.image * edge_start[tiles_per_image] + at.first_edge;
+    at.node_base = at.image * nodes_per_image;
+    at.nodes = tile_nodes + first_node;
+    return at;
+}
+
+// Node i of a tile starts as a cluster of its own: its class costs copied, their minimum and
+// cheapest class.
+__device__ __forceinline__ void gpucops_tile_node(const GpucopsTile& at, int i,
+                                                  const double* costs, long long K, double* cost,
+                                                  double* minimum, int* cls) {
+    const double* row = costs + (at.node_base + at.nodes[i]) * K;
+    for (long long k = 0; k < K; ++k) cost[i * K + k] = row[k];
+    long long best;
+    gpucops_row_min(row, K, minimum + i, &best);
+    cls[i] = (int)best;
+}
+
+// Edge j of a tile: its end-points' positions u[j], v[j], its weight and its score.
+__device__ __forceinline__ void gpucops_tile_edge(const GpucopsTile& at, int j,
+                                                  const int* edge_ends,
+                                                  const long long* tile_edges,
+                                                  const double* weights,
+                                                  long long edges_per_image, const double* cost,
+                                                  const double* minimum, const int* cls,
+                                                  long long K, int* u, int* v, double* w,
+                                                  double* t) {
+    const int a = edge_ends[2 * (at.first_edge + j)], c = edge_ends[2 * (at.first_edge + j) + 1];
+    u[j] = a;
+    v[j] = c;
+    w[j] = weights[at.image * edges_per_image + tile_edges[at.first_edge + j]];
+    t[j] = gpucops_score(w[j], cost + a * K, minimum[a], cls[a], cost + c * K, minimum[c], cls[c],
+                         K);
+}
+
 // Tiles of image i = tile / tiles_per_image: its nodes are i·nodes_per_image + tile_nodes[
 // node_start[b] .. node_start[b + 1]) with b = tile % tiles_per_image, its edges i·edges_per_image
 // + tile_edges[edge_start[b] ..), whose end-points are edge_ends[2j], edge_ends[2j + 1]: positions
@@ -643,15 +699,10 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
                                        int* node_work, double* edge_work, int* edge_ints,
                                        long long* root) {
     GPUCOPS_FOR_EACH_HEAVY(tile, num_tiles) {
-        const long long image = tile / tiles_per_image, b = tile % tiles_per_image;
-        const long long K = num_classes;
-        const long long first_node = node_start[b], first_edge = edge_start[b];
-        const int n = (int)(node_start[b + 1] - first_node);
-        const int m = (int)(edge_start[b + 1] - first_edge);
-        const long long no = image * node_start[tiles_per_image] + first_node;
-        const long long eo = image * edge_start[tiles_per_image] + first_edge;
-        const long long node_base = image * nodes_per_image;
-        const long long* nodes = tile_nodes + first_node;
+        const GpucopsTile at =
+            gpucops_tile(tile, tiles_per_image, nodes_per_image, node_start, tile_nodes, edge_start);
+        const long long K = num_classes, no = at.no, eo = at.eo;
+        const int n = at.n, m = at.m;
         double* cost = cluster_costs + no * K;
         double* minimum = cluster_min + no;
         int* parent = node_work + 5 * no;
@@ -667,29 +718,22 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
         int* tree = next + 2 * m;
 
         for (int i = 0; i < n; ++i) {
-            const double* row = costs + (node_base + nodes[i]) * K;
-            for (long long k = 0; k < K; ++k) cost[i * K + k] = row[k];
-            long long at;
-            gpucops_row_min(row, K, minimum + i, &at);
-            cls[i] = (int)at;
+            gpucops_tile_node(at, i, costs, K, cost, minimum, cls);
             parent[i] = i;
             head[i] = -1;
             degree[i] = 0;
             mark[i] = -1;
         }
         for (int j = 0; j < m; ++j) {
-            const int a = edge_ends[2 * (first_edge + j)], c = edge_ends[2 * (first_edge + j) + 1];
-            u[j] = a;
-            v[j] = c;
-            w[j] = weights[image * edges_per_image + tile_edges[first_edge + j]];
+            gpucops_tile_edge(at, j, edge_ends, tile_edges, weights, edges_per_image, cost, minimum,
+                              cls, K, u, v, w, t);
+            const int a = u[j], c = v[j];
             next[2 * j] = head[a];
             head[a] = 2 * j;
             next[2 * j + 1] = head[c];
             head[c] = 2 * j + 1;
             ++degree[a];
             ++degree[c];
-            t[j] = gpucops_score(w[j], cost + a * K, minimum[a], cls[a], cost + c * K, minimum[c],
-                                 cls[c], K);
             tree[m + j] = t[j] > 0 ? j : -1;
         }
         for (int i = m - 1; i >= 1; --i) tree[i] = gpucops_better(tree[2 * i], tree[2 * i + 1], t);
@@ -794,7 +838,8 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
             if (mark[r] < 0) mark[r] = i;
             parent[i] = r;
         }
-        for (int i = 0; i < n; ++i) root[node_base + nodes[i]] = node_base + nodes[mark[parent[i]]];
+        for (int i = 0; i < n; ++i)
+            root[at.node_base + at.nodes[i]] = at.node_base + at.nodes[mark[parent[i]]];
     }
 }
 
@@ -863,15 +908,10 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                                             int* lane_work, long long* root) {
     GPUCOPS_FOR_EACH_WARP(tile, num_tiles) {
         GPUCOPS_CHAIN_TILE(tile);
-        const long long image = tile / tiles_per_image, b = tile % tiles_per_image;
-        const long long K = num_classes;
-        const long long first_node = node_start[b], first_edge = edge_start[b];
-        const int n = (int)(node_start[b + 1] - first_node);
-        const int m = (int)(edge_start[b + 1] - first_edge);
-        const long long no = image * node_start[tiles_per_image] + first_node;
-        const long long eo = image * edge_start[tiles_per_image] + first_edge;
-        const long long node_base = image * nodes_per_image;
-        const long long* nodes = tile_nodes + first_node;
+        const GpucopsTile at =
+            gpucops_tile(tile, tiles_per_image, nodes_per_image, node_start, tile_nodes, edge_start);
+        const long long K = num_classes, no = at.no, eo = at.eo;
+        const int n = at.n, m = at.m;
         double* cost = cluster_costs + no * K;
         double* minimum = cluster_min + no;
         int* parent = node_work + 6 * no;
@@ -899,11 +939,7 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
         GPUCOPS_LANES(lane) {
             for (int i = lane; i < n; i += 32) {
                 GPUCOPS_LANE_STEP(lane);
-                const double* row = costs + (node_base + nodes[i]) * K;
-                for (long long k = 0; k < K; ++k) cost[i * K + k] = row[k];
-                long long at;
-                gpucops_row_min(row, K, minimum + i, &at);
-                cls[i] = (int)at;
+                gpucops_tile_node(at, i, costs, K, cost, minimum, cls);
                 parent[i] = i;
                 keep_stamp[i] = -1;
                 gone_stamp[i] = -1;
@@ -913,12 +949,8 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
             int mine = -1, alive = 0;
             for (int j = lane; j < m; j += 32, ++alive) {
                 GPUCOPS_LANE_STEP(lane);
-                const int a = edge_ends[2 * (first_edge + j)], c = edge_ends[2 * (first_edge + j) + 1];
-                u[j] = a;
-                v[j] = c;
-                w[j] = weights[image * edges_per_image + tile_edges[first_edge + j]];
-                t[j] = gpucops_score(w[j], cost + a * K, minimum[a], cls[a], cost + c * K, minimum[c],
-                                     cls[c], K);
+                gpucops_tile_edge(at, j, edge_ends, tile_edges, weights, edges_per_image, cost,
+                                  minimum, cls, K, u, v, w, t);
                 if (t[j] > 0) mine = gpucops_better(mine, j, t);
             }
             best_edge[lane] = mine;
@@ -1063,7 +1095,7 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
         GPUCOPS_LANES(lane) {
             for (int i = lane; i < n; i += 32) {
                 GPUCOPS_LANE_STEP(lane);
-                root[node_base + nodes[i]] = node_base + nodes[parent[i]];
+                root[at.node_base + at.nodes[i]] = at.node_base + at.nodes[parent[i]];
             }
         }
     }
