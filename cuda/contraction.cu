@@ -1082,15 +1082,18 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
         }
 
         // every parent is a lower position of its cluster: ⌈log2 n⌉ halvings of the paths leave
-        // each node at its cluster's lowest position, the root (a lane may read a parent another
-        // has already halved: a root's ancestor too, so only sooner there)
+        // each node at its cluster's lowest position, the root (from one array into the other:
+        // no lane reads what another writes; keep_edge is free by now)
+        int* jumped = keep_edge;
         for (int span = 1; span < n; span <<= 1) {
             GPUCOPS_LANES(lane) {
                 for (int i = lane; i < n; i += 32) {
                     GPUCOPS_LANE_STEP(lane);
-                    parent[i] = parent[parent[i]];
+                    jumped[i] = parent[parent[i]];
                 }
             }
+            int* halved = jumped;
+            jumped = parent, parent = halved;
         }
         GPUCOPS_LANES(lane) {
             for (int i = lane; i < n; i += 32) {

@@ -14,7 +14,8 @@
 // it). A phase's body must not `break` or `return` (the barrier would be skipped). And since a
 // warp's lanes may drift apart between barriers (independent thread scheduling), the uniform code
 // may read only what the phase after it does not write — a lane still reading it could see the
-// new value; the host build, which runs uniform code once, cannot catch that.
+// new value. A host build that runs uniform code once cannot catch that; the lanes-as-threads
+// build (GPUCOPS_LANE_THREADS, below) under ThreadSanitizer does.
 // Only `long long`, `unsigned long long`, `int`, `signed char` (a torch bool), `float` and
 // `double` appear in kernel signatures, so no system header is needed on either side.
 #pragma once
@@ -170,7 +171,7 @@ extern "C" void gpucops_set_thread(long long index, long long count) {
     gpucops_thread_count = count;
 }
 
-inline long long gpucops_first_item() {
+inline void gpucops_barrier() {
     const long long generation = gpucops_generation.load(std::memory_order_acquire);
     if (gpucops_arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == gpucops_thread_count) {
         gpucops_arrived.store(0, std::memory_order_relaxed);
@@ -178,11 +179,26 @@ inline long long gpucops_first_item() {
     } else {
         while (gpucops_generation.load(std::memory_order_acquire) == generation) sched_yield();
     }
+}
+
+inline long long gpucops_first_item() {
+    gpucops_barrier();
     return gpucops_thread_index;
 }
 
 #define GPUCOPS_FOR_EACH(i, n) \
     for (long long i = gpucops_first_item(); i < (n); i += gpucops_thread_count)
+
+#ifdef GPUCOPS_LANE_THREADS
+// The launch's threads (32 of them) are one warp's lanes: each runs every item of a warp-per-item
+// kernel, its uniform code too, as a GPU's lanes do, and a phase ends with a barrier of all of
+// them — so ThreadSanitizer sees a uniform read that races the next phase's write, which the
+// other host builds (uniform code run once) cannot show.
+#define GPUCOPS_FOR_EACH_WARP(i, n) for (long long i = (gpucops_barrier(), 0); i < (n); ++i)
+#define GPUCOPS_LANES(lane)                                                  \
+    for (int lane = (int)gpucops_thread_index, gpucops_once = 1; gpucops_once; \
+         gpucops_once = 0, gpucops_barrier())
+#endif
 
 #elif defined(_OPENMP)
 // Small launches (late rounds, small graphs) run on one thread: a parallel region costs more
@@ -201,7 +217,9 @@ inline long long gpucops_first_item() {
 #endif
 
 // A warp per item: on the host, a heavy item; its phases, loops over the lanes.
+#ifndef GPUCOPS_FOR_EACH_WARP
 #define GPUCOPS_FOR_EACH_WARP(i, n) GPUCOPS_FOR_EACH_HEAVY(i, n)
+#endif
 #ifndef GPUCOPS_LANES
 #define GPUCOPS_LANES(lane) for (int lane = 0; lane < 32; ++lane)
 #endif

@@ -2,11 +2,13 @@
 builds: ``python -m tests.kernel_fuzz OUT [FLAG ...]`` runs it on the host build with the extra
 compiler flags and saves every result to OUT (``torch.save``), to be compared with the default
 build's bit for bit. A build with ``-DGPUCOPS_ORDER_THREADS`` runs every launch on
-:data:`THREADS` threads at once (:class:`ThreadedLaunches`)."""
+:data:`THREADS` threads at once (:class:`ThreadedLaunches`), and with ``-DGPUCOPS_LANE_THREADS``
+too on :data:`WARP` threads, a warp's lanes."""
 
 from __future__ import annotations
 
 import ctypes
+import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -23,32 +25,41 @@ from gpucops.synthetic import make_problem
 from tests.strategies import random_round
 
 THREADS = 4
+WARP = 32  # threads of a -DGPUCOPS_LANE_THREADS build: a warp's lanes
 
 
 class ThreadedLaunches:
     """A ``-DGPUCOPS_ORDER_THREADS`` host build whose every launch runs on ``threads`` threads at
     once, each running the whole kernel with its own index (as a GPU's threads do; ctypes
-    releases the GIL for the call)."""
+    releases the GIL for the call). The threads live as long as the process: each knows its index
+    from the start, and no thread's exit frees storage another one used (ThreadSanitizer took
+    a later thread's thread-local block, reallocated where a finished one's had been, for a
+    race)."""
 
     def __init__(self, library: ctypes.CDLL, threads: int = THREADS):
         self._library, self._threads = library, threads
+        self._jobs = [queue.SimpleQueue() for _ in range(threads)]
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        for index, jobs in enumerate(self._jobs):
+            threading.Thread(target=self._work, args=(index, jobs), daemon=True).start()
+
+    def _work(self, index: int, jobs: queue.SimpleQueue) -> None:
+        self._library.gpucops_set_thread(ctypes.c_int64(index), ctypes.c_int64(self._threads))
+        while True:
+            kernel, args = jobs.get()
+            try:
+                kernel(*args)
+            finally:
+                self._done.put(None)
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         kernel = getattr(self._library, name)
 
-        def thread(index: int, args: tuple) -> None:
-            self._library.gpucops_set_thread(ctypes.c_int64(index), ctypes.c_int64(self._threads))
-            kernel(*args)
-
         def launch(*args: object) -> None:
-            workers = [
-                threading.Thread(target=thread, args=(index, args))
-                for index in range(self._threads)
-            ]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
+            for jobs in self._jobs:
+                jobs.put((kernel, args))
+            for _ in self._jobs:
+                self._done.get()
 
         return launch
 
@@ -100,7 +111,9 @@ def main(out: str, flags: list[str], folder: str | None = None, rounds: int = 60
     """Build (``folder``: other sources than the shipped ones), run, save."""
     library = host_library(tuple(flags), None if folder is None else Path(folder))
     if "-DGPUCOPS_ORDER_THREADS" in flags:
-        library = ThreadedLaunches(library)
+        # lanes as threads: one warp's 32 lanes
+        threads = WARP if "-DGPUCOPS_LANE_THREADS" in flags else THREADS
+        library = ThreadedLaunches(library, threads)
     torch.save(run(library, rounds, rounds // 5), out)
     print("fuzz done")
 

@@ -1,7 +1,9 @@
 """No kernel's result depends on the order its items run in (issue 19): host builds that run every
 launch in reverse, shuffled, or on several threads at once, and a ThreadSanitizer build of the
 threaded one, run a fuzz set (``tests/kernel_fuzz.py``) and must equal the default build bit for
-bit — and a race planted in a kernel must be caught, so the check can fail."""
+bit — and a race planted in a kernel must be caught, so the check can fail. The warp-per-item
+kernels run their lanes in reverse and shuffled too, and, in a ThreadSanitizer build, as a
+warp's 32 threads that each run the uniform code as well (issue 24)."""
 
 from __future__ import annotations
 
@@ -20,16 +22,31 @@ from tests.kernel_fuzz import run
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = ("-DGPUCOPS_ORDER_THREADS",)
 TSAN = (*THREADS, "-fsanitize=thread", "-g", "-O1")
+# a warp's lanes as 32 threads, each running the warp kernels' uniform code too (cuda/shim.cuh)
+LANES = (*TSAN, "-DGPUCOPS_LANE_THREADS")
 VARIANTS = {
     "reversed": ("-DGPUCOPS_ORDER_REVERSED",),
     "shuffled": ("-DGPUCOPS_ORDER_SHUFFLED",),
     "threads": THREADS,
     "threadsanitizer": TSAN,
+    "lanes as threads": LANES,
     "planted race": TSAN,
+    "planted lane race": LANES,
 }
 TSAN_ROUNDS = 20  # ThreadSanitizer runs ~5× slower: a smaller fuzz set
-# a planted race: bucket_count's atomic increment made a plain one
-ATOMIC = "gpucops_atomic_add(counts + keys[i], 1LL)"
+# planted races, each a text of contraction.cu and its replacement: bucket_count's atomic
+# increment made a plain one; tile_greedy_warp's merged edge killed in the phase right after the
+# uniform code that reads its end-points (the lanes may drift apart between barriers)
+PLANTED = {
+    "planted race": (
+        "gpucops_atomic_add(counts + keys[i], 1LL)",
+        "++counts[keys[i]]",
+    ),
+    "planted lane race": (
+        "if (a < 0 || j == e) continue;",
+        "if (j == e) u[j] = -1;\n                    if (a < 0 || j == e) continue;",
+    ),
+}
 
 
 def libtsan() -> str | None:
@@ -44,11 +61,13 @@ def fuzz_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, 
     """Every variant's fuzz run, all at once (each a process: its own build and, for
     ThreadSanitizer, its runtime preloaded)."""
     folder = tmp_path_factory.mktemp("orders")
-    planted = folder / "planted"
-    shutil.copytree(cuda_sources(), planted)
-    source = planted / "contraction.cu"
-    assert ATOMIC in source.read_text()
-    source.write_text(source.read_text().replace(ATOMIC, "++counts[keys[i]]"))
+    sources = {}
+    for name, (text, replacement) in PLANTED.items():
+        sources[name] = folder / name.replace(" ", "-")
+        shutil.copytree(cuda_sources(), sources[name])
+        source = sources[name] / "contraction.cu"
+        assert source.read_text().count(text) == 1, name
+        source.write_text(source.read_text().replace(text, replacement))
     env = dict(os.environ, GPUCOPS_CACHE_DIR=str(folder / "cache"))
     processes = {}
     for name, flags in VARIANTS.items():
@@ -56,11 +75,11 @@ def fuzz_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, 
         if sanitized and libtsan() is None:
             continue
         out = folder / f"{name}.pt"
-        sources = str(planted) if name == "planted race" else None
+        planted = str(sources[name]) if name in sources else None
         rounds = TSAN_ROUNDS if sanitized else 60
         script = (
             f"from tests.kernel_fuzz import main\n"
-            f"main({str(out)!r}, {list(flags)!r}, {sources!r}, {rounds})"
+            f"main({str(out)!r}, {list(flags)!r}, {planted!r}, {rounds})"
         )
         variant_env = env
         if sanitized:
@@ -93,20 +112,23 @@ def variant(runs, name: str) -> tuple[subprocess.CompletedProcess, Path]:
     return result, out
 
 
-@pytest.mark.parametrize("name", ["reversed", "shuffled", "threads", "threadsanitizer"])
+@pytest.mark.parametrize(
+    "name", ["reversed", "shuffled", "threads", "threadsanitizer", "lanes as threads"]
+)
 def test_every_order_gives_the_default_builds_results(fuzz_runs, name):
     result, out = variant(fuzz_runs, name)
     assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
     assert result.returncode == 0 and "fuzz done" in result.stdout, result.stderr[-4000:]
     got = torch.load(out)
-    rounds = TSAN_ROUNDS if name == "threadsanitizer" else 60
+    rounds = TSAN_ROUNDS if "-fsanitize=thread" in VARIANTS[name] else 60
     expected = run(host_library(), rounds, rounds // 5)
     assert len(got) == len(expected)
     for index, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert torch.equal(a, b), index
 
 
-def test_threadsanitizer_catches_a_planted_race(fuzz_runs):
-    result, _ = variant(fuzz_runs, "planted race")
+@pytest.mark.parametrize("name", PLANTED)
+def test_threadsanitizer_catches_a_planted_race(fuzz_runs, name):
+    result, _ = variant(fuzz_runs, name)
     assert result.returncode == 66, result.stderr[-3000:]
     assert "ThreadSanitizer: data race" in result.stderr
