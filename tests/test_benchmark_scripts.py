@@ -100,7 +100,6 @@ def test_prepass_chain_counts_every_merge_of_the_pre_pass(tmp_path):
     assert warp["merges"] == thread["merges"]
     # a warp's lanes share each merge's work: a shorter chain, more work in all
     assert warp["longest_warp_chain"] < thread["longest_warp_chain"]
-    assert warp["chain_ratio"] == warp["longest_warp_chain"] / thread["longest_warp_chain"]
     assert warp["mean_lane_work"] > warp["mean_tile_chain"]
 
 

@@ -299,8 +299,9 @@ class Steps:
     ) -> torch.Tensor:
         """The pre-pass: the sequential greedy inside every tile of every image, over the edges
         inside the tile. ``edges``/``weights``: the batch's edge lists image by image, in the
-        order ``tiles`` indexes. Returns ``[N]`` int64, the lowest node id of each node's
-        cluster."""
+        order ``tiles`` indexes, distinct pairs (coalesced, as every caller's are: the warp
+        kernel marks a neighbour with its one edge). Returns ``[N]`` int64, the lowest node id of
+        each node's cluster."""
         raise NotImplementedError
 
     def edge_cut(self, edges: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
