@@ -53,6 +53,7 @@ if [ "$DRY" = 1 ]; then
     LAYER=(--batch 2 --size 16 24 --classes 5 --distances 1 4 --samples 2 --repeats 1)
     BENCH=(--sizes 32x64 --model tiny --distances 1 2 --repeats 1 --warmup 0)
     MEMCHECK_SIZE="1, 20, 24"
+    WARPS=(--size 32 48 --classes 5 --distances 1 4 --repeats 1)
     SUITES=(--smoke)  # every benchmark of the suites, on tiny shapes
     SCALE=2  # budgets halved: a dry run must stay quick (and still pass on a busy 2-core CI)
 else
@@ -63,6 +64,7 @@ else
     LAYER=(--batch 24 --size 128 256 --repeats 2)
     BENCH=(--sizes 1024x2048 --repeats 2)
     MEMCHECK_SIZE="2, 64, 96"
+    WARPS=()  # 1024×2048, K = 19
     SUITES=(-k cuda)  # the CUDA cases; a CPU baseline of this machine would not fit the budget
     SCALE=1
 fi
@@ -134,16 +136,20 @@ step solver-full 60 "$PYTHON" benchmarks/solver.py --device "$DEVICE" "${SOLVER_
     --sequential-limit 0 --json "$OUT/solver-full.json"
 step solver-crops 30 "$PYTHON" benchmarks/solver.py --device "$DEVICE" "${SOLVER_CROPS[@]}" \
     --sequential-limit 0 --json "$OUT/solver-crops.json"
+# the pre-pass and its contraction with a warp per item against a thread per item (issue 24:
+# whether a GPU keeps the warp kernels), results checked equal
+step warp-kernels 20 "$PYTHON" benchmarks/warp_kernels.py --device "$DEVICE" "${WARPS[@]}" \
+    --json "$OUT/warp-kernels.json"
 
 # 4. the Triton kernels against their torch references, and the layer (B = 24)
 if [ "$DRY" = 1 ]; then export TRITON_INTERPRET=1; fi  # the kernels' CPU smoke run interprets
 step kernels 45 "$PYTHON" benchmarks/kernels.py "${KERNELS[@]}" --json "$OUT/kernels.json"
 unset TRITON_INTERPRET
-step layer 60 "$PYTHON" benchmarks/layer.py --device "$DEVICE" "${LAYER[@]}" \
+step layer 50 "$PYTHON" benchmarks/layer.py --device "$DEVICE" "${LAYER[@]}" \
     --json "$OUT/layer.json"
 
 # 5. `gpucops bench`: the full-resolution row (network, solver backends, whole inference)
-step bench 60 "$PYTHON" -m gpucops bench --device "$DEVICE" --resolutions full "${BENCH[@]}" \
+step bench 50 "$PYTHON" -m gpucops bench --device "$DEVICE" --resolutions full "${BENCH[@]}" \
     --json "$OUT/bench.json"
 
 # 6. the GPU baseline of the pytest-benchmark suites (README, "Benchmarks"), stored as `make

@@ -119,6 +119,16 @@ def test_sort_chain_models_both_sorts_on_the_buckets_a_solve_sorts(tmp_path):
     assert record["thread_chain"] > record["warp_chain"] > 0
 
 
+def test_warp_kernels_benchmark_checks_both_kernels_on_the_same_problem():
+    arguments = ["--device", "cpu", "--size", "32", "48", "--classes", "5", "--distances", "1"]
+    records = _load("warp_kernels").main([*arguments, "4", "--repeats", "1"])
+    assert [(r["step"], r["kernels"]) for r in records] == [
+        ("tile pre-pass", "thread per item"), ("its contraction", "thread per item"),
+        ("tile pre-pass", "warp per item"), ("its contraction", "warp per item"),
+    ]  # fmt: skip
+    assert all(r["same"] and r["seconds"] > 0 for r in records)
+
+
 def test_prepass_levels_study_runs_the_solvers_own_solve_at_one_level(tmp_path):
     # one level is the solver's own solve (the same objective); two levels, a lower chain
     study = _load("prepass_levels")

@@ -16,8 +16,8 @@ sys.path.append(str(BENCHMARKS))
 from machine_id import machine_id  # noqa: E402
 
 STEPS = [
-    "environment", "gpu-tests", "solver-full", "solver-crops", "kernels", "layer", "bench",
-    "bench-baseline", "memcheck",
+    "environment", "gpu-tests", "solver-full", "solver-crops", "warp-kernels", "kernels", "layer",
+    "bench", "bench-baseline", "memcheck",
 ]  # fmt: skip
 SUITES = {
     "test_data_item", "test_kernel", "test_layer_backward", "test_layer_forward",
@@ -38,7 +38,7 @@ def test_the_gpu_validation_script_dry_runs(tmp_path):
     assert [(name.strip(), status.strip()) for name, status in rows] == [(s, "ok") for s in STEPS]
     environment = json.loads((out / "environment.json").read_text())
     assert environment["dry_run"] and {"date", "device", "torch", "triton"} <= set(environment)
-    for figures in ("solver-full", "solver-crops", "kernels", "layer", "bench"):
+    for figures in ("solver-full", "solver-crops", "warp-kernels", "kernels", "layer", "bench"):
         assert json.loads((out / f"{figures}.json").read_text()), figures
     # the suites' baseline, as `make bench-save` stores one: every benchmark, with its quality
     (baseline,) = (out / "baselines").glob("*/*/0001_gpu.json")
