@@ -39,6 +39,21 @@ def test_the_cuda_launch_path_solves_as_the_host(monkeypatch):
     assert standin.launches
 
 
+@pytest.mark.parametrize("tail", [0, 1024])
+def test_the_warp_kernels_solve_the_solvers_own_problems_as_the_host(monkeypatch, tail):
+    # a GPU's kernels with a warp per item — the 16 × 16 tiles' greedy, every round's bucket
+    # sorts (buckets of hundreds of edges at Cityscapes' distances) — in whole solves, with
+    # rounds to the end and with the tail
+    p = make_problem(2, 96, 160, 19, distances=(1, 4, 16, 32, 64), seed=tail)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    expected = gpucops.solve(*args, tail=tail)
+    with cuda_launch_path(monkeypatch) as standin:
+        got = gpucops.solve(*args, tail=tail)
+    assert_same_labeling(got, expected)
+    assert got.info["rounds"] == expected.info["rounds"] > (0 if tail else 3)
+    assert standin.launches
+
+
 def test_inputs_that_require_grad_solve_on_the_cuda_launch_path(monkeypatch):
     # the kept float64 copies of the inputs inherited requires_grad, and the DLPack export
     # refused them (BufferError at the first launch that took one)
