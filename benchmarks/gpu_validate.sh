@@ -64,7 +64,7 @@ else
     LAYER=(--batch 24 --size 128 256 --repeats 2)
     BENCH=(--sizes 1024x2048 --repeats 2)
     MEMCHECK_SIZE="2, 64, 96"
-    WARPS=()  # 1024×2048, K = 19
+    WARPS=(--size 1024 2048)
     SUITES=(-k cuda)  # the CUDA cases; a CPU baseline of this machine would not fit the budget
     SCALE=1
 fi

@@ -766,10 +766,10 @@ extern "C" __global__ void tile_greedy(long long num_tiles, long long tiles_per_
             }
             parent[gone] = keep;
             for (long long k = 0; k < K; ++k) cost[keep * K + k] += cost[gone * K + k];
-            long long at;
-            gpucops_row_min(cost + keep * K, K, minimum + keep, &at);
-            const bool same_class = cls[keep] == (int)at;
-            cls[keep] = (int)at;
+            long long cheapest;
+            gpucops_row_min(cost + keep * K, K, minimum + keep, &cheapest);
+            const bool same_class = cls[keep] == (int)cheapest;
+            cls[keep] = (int)cheapest;
             // keep's edges, in one walk: a neighbour of both sums the two edges into the lower
             // index; re-score all but those that provably keep t = w (both clusters of keep's
             // unchanged class, t = w already, not summed) — in a region of one class, absorbing
@@ -979,13 +979,13 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                         gone_stamp[a == gone ? c : a] = merge;
                     }
                 }
-                int at = -1;
+                int cheapest = -1;
                 for (long long k = lane; k < K; k += 32) {
                     GPUCOPS_LANE_STEP(lane);
                     keep_row[k] += cost[gone * K + k];
-                    at = gpucops_better_class(at, (int)k, keep_row);
+                    cheapest = gpucops_better_class(cheapest, (int)k, keep_row);
                 }
-                best_class[lane] = at;
+                best_class[lane] = cheapest;
             }
             gpucops_lanes_best_class(best_class, keep_row);
             const int keep_class = best_class[0];

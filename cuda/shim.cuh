@@ -72,6 +72,10 @@ __device__ __forceinline__ long long gpucops_atomic_add(long long* address, long
 
 #include <cstring>
 
+#if defined(GPUCOPS_LANE_THREADS) && !defined(GPUCOPS_ORDER_THREADS)
+#error "GPUCOPS_LANE_THREADS runs a launch's threads as lanes: it needs GPUCOPS_ORDER_THREADS"
+#endif
+
 #ifdef GPUCOPS_COUNT_CHAIN
 // The tile pre-pass's dependent steps, counted per tile (benchmarks/prepass_chain.py): five
 // counters a tile — merges, walks up the tournament tree, list steps, scores, the tile's edges.
@@ -167,6 +171,9 @@ inline std::atomic<long long> gpucops_arrived{0};
 inline std::atomic<long long> gpucops_generation{0};
 
 extern "C" void gpucops_set_thread(long long index, long long count) {
+#ifdef GPUCOPS_LANE_THREADS
+    if (count != 32) __builtin_trap();  // the threads are one warp's lanes: all 32 of them
+#endif
     gpucops_thread_index = index;
     gpucops_thread_count = count;
 }

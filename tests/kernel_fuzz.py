@@ -49,7 +49,9 @@ class ThreadedLaunches:
             kernel, args = jobs.get()
             try:
                 kernel(*args)
-            finally:
+            except Exception as error:  # handed to the launch, which raises it; the worker lives on
+                self._done.put(error)
+            else:
                 self._done.put(None)
 
     def __getattr__(self, name: str) -> Callable[..., None]:
@@ -58,8 +60,9 @@ class ThreadedLaunches:
         def launch(*args: object) -> None:
             for jobs in self._jobs:
                 jobs.put((kernel, args))
-            for _ in self._jobs:
-                self._done.get()
+            errors = [error for error in (self._done.get() for _ in self._jobs) if error]
+            if errors:
+                raise errors[0]
 
         return launch
 

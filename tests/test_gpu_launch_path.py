@@ -5,6 +5,7 @@ code with a stand-in for CuPy (``tests/cupy_standin.py``)."""
 
 from __future__ import annotations
 
+import collections
 import shutil
 
 import pytest
@@ -47,11 +48,22 @@ def test_the_warp_kernels_solve_the_solvers_own_problems_as_the_host(monkeypatch
     p = make_problem(2, 96, 160, 19, distances=(1, 4, 16, 32, 64), seed=tail)
     args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
     expected = gpucops.solve(*args, tail=tail)
-    with cuda_launch_path(monkeypatch) as standin:
+    launched = collections.Counter()
+    with cuda_launch_path(monkeypatch):
+        steps = steps_for(torch.device("cpu"))
+        launch_cuda = steps._launch_cuda
+
+        def recorded(name, count, arguments):
+            launched[name] += 1
+            launch_cuda(name, count, arguments)
+
+        monkeypatch.setattr(steps, "_launch_cuda", recorded)
         got = gpucops.solve(*args, tail=tail)
     assert_same_labeling(got, expected)
     assert got.info["rounds"] == expected.info["rounds"] > (0 if tail else 3)
-    assert standin.launches
+    warp_kernels = ("tile_greedy_warp", "bucket_sort_warp", "bucket_sort_runs_warp")
+    assert all(launched[name] > 0 for name in warp_kernels), launched
+    assert not {"tile_greedy", "bucket_sort", "bucket_sort_runs"} & set(launched)
 
 
 def test_inputs_that_require_grad_solve_on_the_cuda_launch_path(monkeypatch):

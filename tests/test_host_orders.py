@@ -32,11 +32,12 @@ VARIANTS = {
     "lanes as threads": LANES,
     "planted race": TSAN,
     "planted lane race": LANES,
+    "planted lane race 2": LANES,
 }
 TSAN_ROUNDS = 20  # ThreadSanitizer runs ~5× slower: a smaller fuzz set
 # planted races, each a text of contraction.cu and its replacement: bucket_count's atomic
-# increment made a plain one; tile_greedy_warp's merged edge killed in the phase right after the
-# uniform code that reads its end-points (the lanes may drift apart between barriers)
+# increment made a plain one; in tile_greedy_warp, two writes in the phase right after uniform
+# code that reads what they write (the lanes may drift apart between barriers)
 PLANTED = {
     "planted race": (
         "gpucops_atomic_add(counts + keys[i], 1LL)",
@@ -46,6 +47,8 @@ PLANTED = {
         "if (a < 0 || j == e) continue;",
         "if (j == e) u[j] = -1;\n                    if (a < 0 || j == e) continue;",
     ),
+    # the compaction's block counts written over the live count the uniform code just read
+    "planted lane race 2": ("int* in_block = best_class;", "int* in_block = live;"),
 }
 
 
