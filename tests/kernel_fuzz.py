@@ -107,6 +107,16 @@ def run(library: object, rounds: int = 60, grids: int = 12) -> list[torch.Tensor
         tiles = grid_tiles(5 + seed, 7 + 2 * seed, p.distances, 1 + seed % 9, torch.device("cpu"))
         for steps in (kernels, warp_kernels):
             keep(steps.tile_roots(nodes.double(), edges, weights.double(), tiles, 1 + seed % 3))
+    # the solver's 16 × 16 tiles (hundreds of edges, many a lane) and a whole grid as one tile
+    # (the tail's shape)
+    p = make_problem(1, 40, 56, 19, (1, 4), seed=0)
+    nodes, edges, weights, _ = grid_to_graph(p.node_costs, p.edge_costs, p.distances, True)
+    for tiles in (
+        grid_tiles(40, 56, p.distances, 16, cpu),
+        tiles_of(torch.zeros(40 * 56, dtype=torch.int64), edges),
+    ):
+        for steps in (kernels, warp_kernels):
+            keep(steps.tile_roots(nodes.double(), edges, weights.double(), tiles, 1))
     return results
 
 
