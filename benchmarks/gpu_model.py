@@ -325,7 +325,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         batch, height, width = (int(v) for v in case.split("x"))
         p = make_problem(batch, height, width, args.classes, CITYSCAPES_DISTANCES, seed=args.seed)
         solve, _ = count_solve(
-            (p.node_costs, p.edge_costs, p.partitionable, p.distances), {"tail": args.tail}
+            (p.node_costs, p.edge_costs, p.partitionable, p.distances),
+            {"tail": args.tail, "tail_edges": args.tail_edges},
         )
         total = solve.total()
         name = f"{batch}x{height}x{width} K={args.classes}"
@@ -351,6 +352,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--tail", type=int, default=DEFAULTS.tail, help="the solver's tail (0: rounds to the end)"
+    )
+    parser.add_argument(
+        "--tail-edges", type=int, default=DEFAULTS.tail_edges, help="the solver's tail by edges"
     )
     parser.add_argument(
         "--where", type=int, default=0, help="list the N sources of most launches and syncs"

@@ -24,13 +24,14 @@ def contract(
     tiles=None,
     top_fraction: float | None = DEFAULTS.top_fraction,
     tail: int = DEFAULTS.tail,
+    tail_edges: int = DEFAULTS.tail_edges,
     use_kernels: bool = True,
     **hooks,
 ) -> ContractionResult:
     """:func:`contract_parallel` with the solver's default band and tail, on the host kernels or
     (with ``use_kernels=False``) the torch steps; ``hooks``: ``coalesced``, ``split_images``."""
     steps = steps_for(HOST) if use_kernels else TorchSteps()
-    options = ParallelOptions(top_fraction=top_fraction, tail=tail)
+    options = ParallelOptions(top_fraction=top_fraction, tail=tail, tail_edges=tail_edges)
     return contract_parallel(
         node_costs, edges, edge_costs, image_index, num_images, label_mask, tiles, options, steps,
         **hooks,

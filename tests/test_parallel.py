@@ -174,11 +174,15 @@ def test_edge_order_does_not_change_the_result(use_kernels):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"top_fraction": 0.2, "tail": 0}, {"top_fraction": None, "tail": 0}, {"tail": 165}],
-)
+    [
+        {}, {"top_fraction": 0.2, "tail": 0}, {"top_fraction": None, "tail": 0}, {"tail": 165},
+        {"tail": 1, "tail_edges": 300},
+    ],
+)  # fmt: skip
 def test_one_graph_of_many_images_equals_images_one_by_one(options):
     # tail 165: image 1 comes down to 165 clusters a round before the others and is finished by
-    # the exact greedy while they go on with a round
+    # the exact greedy while they go on with a round; tail_edges 300: images 0 and 1 come down to
+    # 300 edges a round before image 2
     p = make_problem(3, 20, 28, 19, distances=(1, 4, 16), seed=11)
     nodes, edges, weights, image_index = gpucops.grid_to_graph(
         p.node_costs, p.edge_costs, p.distances
@@ -201,6 +205,23 @@ def test_a_tail_as_large_as_the_image_is_the_sequential_greedy():
     # one node fewer in the tail than in the image: rounds first, another labeling
     rounds = gpucops.solve(*args, tile=0, tail=0)
     assert rounds.info["tail_merges"] == 0 and rounds.info["rounds"] > 1
+
+
+def test_a_tail_by_edges_finishes_an_image_once_its_edges_are_few_enough():
+    # the problem above: 1,024 edges in each image; a tail of as many edges is the whole greedy
+    # at once, one fewer leaves the image to the rounds until its edges are that few
+    p = make_problem(2, 12, 20, 19, distances=(1, 4, 8), seed=5)
+    args = (p.node_costs, p.edge_costs, p.partitionable, p.distances)
+    edges_per_image = gpucops.grid_to_graph(p.node_costs, p.edge_costs, p.distances)[1].shape[0]
+    edges_per_image //= 2
+    assert edges_per_image == 1024
+    whole = gpucops.solve(*args, tile=0, tail=1, tail_edges=edges_per_image)
+    sequential = gpucops.solve(*args, method="sequential")
+    for name in ("classes", "segments", "objective"):
+        assert torch.equal(getattr(whole, name), getattr(sequential, name)), name
+    assert whole.info["rounds"] == 1 and whole.info["tail_merges"] == whole.info["merges"]
+    later = gpucops.solve(*args, tile=0, tail=1, tail_edges=edges_per_image - 1)
+    assert later.info["rounds"] > 1 and 0 < later.info["tail_merges"] < later.info["merges"]
 
 
 def test_the_tail_lowers_the_objective_of_the_rounds_it_replaces():

@@ -216,6 +216,17 @@ def test_bad_top_fraction(value):
                             torch.tensor([True]), top_fraction=value)  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["tile", "tail", "tail_edges"])
+@pytest.mark.parametrize("value", [-1, 2.0, True, "8"])
+def test_bad_integer_options(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be an integer ≥ 0"):
+        gpucops.solve(*grid_inputs(), **{name: value})
+    if name != "tile":  # solve_graph takes its tiles per node
+        with pytest.raises(ValueError, match=f"{name} must be an integer ≥ 0"):
+            gpucops.solve_graph(torch.zeros(2, 1), torch.tensor([[0, 1]]), torch.ones(1),
+                                torch.tensor([True]), **{name: value})  # fmt: skip
+
+
 def test_options_are_keyword_only():
     # the problem is positional, every option a keyword: a misplaced option fails loudly
     with pytest.raises(TypeError):

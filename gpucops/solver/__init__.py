@@ -63,6 +63,7 @@ def solve(
     tile: int = DEFAULTS.tile,
     top_fraction: float | None = DEFAULTS.top_fraction,
     tail: int = DEFAULTS.tail,
+    tail_edges: int = DEFAULTS.tail_edges,
     label_mask: torch.Tensor | None = None,
 ) -> PanopticLabeling:
     """Solve a batch of AMWC problems on pixel grids.
@@ -88,6 +89,8 @@ def solve(
         tail: the parallel method finishes an image with the exact sequential greedy once it
             has at most this many clusters (0 = rounds to the end); see
             :class:`~gpucops.solver.ParallelOptions`.
+        tail_edges: with a tail, the image is finished as well once it has at most this many
+            edges (0 = the cluster count alone).
         label_mask: ``[B, K]`` bool, True where an image may not use a label (e.g. the padding
             labels of a batch of multiway cuts with different label counts).
     Returns:
@@ -99,7 +102,7 @@ def solve(
     )
     batch, _, height, width = node_costs.shape
     compute = _compute_device(method, backend, node_costs.device)
-    options = ParallelOptions(tile, top_fraction, tail)
+    options = ParallelOptions(tile, top_fraction, tail, tail_edges)
     # the parallel method works on edges sorted by end-points: listing them so skips a sort
     parallel = method == "parallel"
     nodes, edges, weights, image_index = grid_graph(
@@ -127,6 +130,7 @@ def solve_graph(
     tiles: torch.Tensor | None = None,
     top_fraction: float | None = DEFAULTS.top_fraction,
     tail: int = DEFAULTS.tail,
+    tail_edges: int = DEFAULTS.tail_edges,
     label_mask: torch.Tensor | None = None,
 ) -> GraphLabeling:
     """Solve the AMWC on a general graph (possibly many images, block-diagonal).
@@ -138,7 +142,8 @@ def solve_graph(
         partitionable: ``[K]`` bool, True for thing classes (many clusters), False for stuff.
         image_index: ``[N]`` int image of each node (B = max + 1), or None for one image; edges
             must not join two images.
-        method, backend, top_fraction, tail, label_mask: as in :func:`solve` (``label_mask``:
+        method, backend, top_fraction, tail, tail_edges, label_mask: as in :func:`solve`
+            (``label_mask``:
             ``[num_images, K]``).
         tiles: ``[N]`` int tile of every node, in ``[0, N)``: the parallel method first runs the
             exact sequential greedy inside every tile, over the edges within it (as
@@ -152,7 +157,7 @@ def solve_graph(
     num_nodes, num_classes = problem.node_costs.shape
     label_mask = check_label_mask(label_mask, problem.num_images, num_classes, problem.image_index)
     compute = _compute_device(method, backend, problem.node_costs.device)
-    options = ParallelOptions(top_fraction=top_fraction, tail=tail)
+    options = ParallelOptions(top_fraction=top_fraction, tail=tail, tail_edges=tail_edges)
     tiles = check_tiles(tiles, num_nodes, problem.node_costs.device)
     # image ids may be sparse (any ids ≥ 0): solve the images that hold nodes under compact ids,
     # so that no step loops over or allocates for the empty ones

@@ -67,6 +67,14 @@ class ClusterGraph:
             return self.per_image
         return index_counts(self.image, self.num_images)
 
+    def edges_per_image(self) -> torch.Tensor:
+        """``[num_images]`` int64: the live edges of each image, those of finite weight (the
+        inert rows of a graph sized by capacity and a finished image's edges weigh −inf; an
+        input's are finite). Sized by capacity or exact alike."""
+        live = (self.weights > float("-inf")).to(torch.int64)
+        counts = torch.zeros(self.num_images, dtype=torch.int64, device=live.device)
+        return counts.index_add_(0, self.image[self.edges[:, 0]], live)
+
     def settled(self, num_clusters: int, num_edges: int) -> ClusterGraph:
         """The graph with exact arrays: the first ``num_clusters`` clusters and ``num_edges``
         edges (the :attr:`sizes` the host has read)."""

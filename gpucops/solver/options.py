@@ -19,6 +19,11 @@ them:
   sequential greedy in one step (the pre-pass's kernel with the whole image as its tile) instead
   of a tail of nearly empty rounds — each of which costs a GPU its launches and host syncs. 0 =
   rounds to the end.
+* ``tail_edges``: with a tail, an image is finished as well once it has at most this many edges
+  (0 = the cluster count alone). The greedy's time follows the edges: a full-resolution image's
+  graph of ~2,000 clusters holds ~6,000 edges, a 256×512 image's of ~1,600 clusters ~16,000 — so
+  the edge count ends the large images' nearly empty rounds 5–9 rounds sooner and leaves the small
+  ones to the cluster count.
 
 Tried and not adopted (``docs/solver.md``, "Tried, not adopted"; figures in
 ``benchmarks/RESULTS.md``): a goodness gate ε on star merges, a score threshold α per image
@@ -44,14 +49,17 @@ class ParallelOptions:
             round, or None for all.
         tail: clusters of an image at or below which the exact greedy finishes it, an integer
             ≥ 0 (0 = none).
+        tail_edges: with a tail, edges of an image at or below which the exact greedy also
+            finishes it, an integer ≥ 0 (0 = none).
     """
 
     tile: int = 16
     top_fraction: float | None = 0.3
     tail: int = 1024
+    tail_edges: int = 6144
 
     def __post_init__(self) -> None:
-        for name in ("tile", "tail"):
+        for name in ("tile", "tail", "tail_edges"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")

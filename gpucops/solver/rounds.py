@@ -87,6 +87,26 @@ def _exact_roots(
     return steps.tile_roots(costs, edges, weights, node_tiles(tile_of, edges), 1)
 
 
+def _small_images(counts: list[int], num_images: int, options: ParallelOptions) -> list[bool]:
+    """Which images the exact greedy may finish, from the pass's answers: each image's clusters,
+    then (with ``tail_edges``) each image's edges; [] without a tail."""
+    if not options.tail:
+        return []
+    tests = [(options.tail, counts[:num_images])]
+    if options.tail_edges:
+        tests.append((options.tail_edges, counts[num_images : 2 * num_images]))
+    return [any(count[i] <= limit for limit, count in tests) for i in range(num_images)]
+
+
+def _small_on_device(graph: ClusterGraph, options: ParallelOptions) -> torch.Tensor:
+    """``[num_images]`` bool: :func:`_small_images` on the device, for the finishing pass's
+    masks (with a tail)."""
+    small = graph.clusters_per_image() <= options.tail
+    if options.tail_edges:
+        small |= graph.edges_per_image() <= options.tail_edges
+    return small
+
+
 def contract_rounds(
     graph: ClusterGraph, tiles: Tiles | None, tile_images: int, options: ParallelOptions
 ) -> ContractionResult:
@@ -134,10 +154,12 @@ def contract_rounds(
             costs, minimum, argmin, edges, weights, pick=options.top_fraction is None
         )
         questions = [tail_merges, *(graph.sizes or ()), any_pick]
+        # an image small enough is finished by the exact greedy instead of more, nearly empty
+        # rounds; per image, so a batch decides as its images alone would
         if options.tail:
-            # an image small enough is finished by the exact greedy instead of more, nearly
-            # empty rounds; per image, so a batch decides as its images alone would
             questions.append(graph.clusters_per_image())
+            if options.tail_edges:
+                questions.append(graph.edges_per_image())
         tail_total, *answers = torch.cat(questions).tolist()
         if graph.sizes is not None:
             (clusters, num_edges), answers = answers[:2], answers[2:]
@@ -147,7 +169,7 @@ def contract_rounds(
             picks = None if picks is None else picks[:clusters]
             scores = scores[:num_edges]
             costs, edges, weights = graph.costs, graph.edges, graph.weights
-        more, small_images = bool(answers[0]), [n <= options.tail for n in answers[1:]]
+        more, small_images = bool(answers[0]), _small_images(answers[1:], graph.num_images, options)
         if not more:
             break
         # an image, once small, stays small (clusters only merge)
@@ -163,7 +185,7 @@ def contract_rounds(
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:
-            finishing = (graph.clusters_per_image() <= options.tail) & ~finished_on_device
+            finishing = _small_on_device(graph, options) & ~finished_on_device
             exact = _tail_roots(graph, finishing)
             in_tail = finishing[graph.image]
             root = exact if root is None else torch.where(in_tail, exact, root)
