@@ -2,10 +2,10 @@
 
 The parallel solver (:mod:`gpucops.solver.rounds`) first runs the exact sequential greedy inside
 small tiles of nodes (:mod:`gpucops.solver.tiles`), then rounds of score → pick → stars → check →
-contract on the contracted graph until no edge is worth contracting. Two options shape it; both
-defaults favour quality (``docs/solver.md`` gives the reasons, ``benchmarks/RESULTS.md`` the
-measurements that chose them). Both shape the parallel method only; the sequential one ignores
-them:
+contract on the contracted graph until no edge is worth contracting, each image finished by the
+exact greedy once it is small. These options shape it; their defaults favour quality
+(``docs/solver.md`` gives the reasons, ``benchmarks/RESULTS.md`` the measurements that chose
+them). They shape the parallel method only; the sequential one ignores them:
 
 * ``tile``: the side of the square pixel tiles of the greedy pre-pass (grids). The rounds pick
   merges from every edge at once, before any cluster has summed its evidence; the first merges,
