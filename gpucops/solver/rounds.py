@@ -87,23 +87,34 @@ def _exact_roots(
     return steps.tile_roots(costs, edges, weights, node_tiles(tile_of, edges), 1)
 
 
-def _small_images(counts: list[int], num_images: int, options: ParallelOptions) -> list[bool]:
-    """Which images the exact greedy may finish, from the pass's answers: each image's clusters,
-    then (with ``tail_edges``) each image's edges; [] without a tail."""
+def _tail_tests(graph: ClusterGraph, options: ParallelOptions) -> list[tuple[int, torch.Tensor]]:
+    """The tail's tests, each a limit and every image's ``[num_images]`` count on the device: its
+    clusters (``tail``), then its edges (``tail_edges``, if set); none without a tail. An image
+    passing any of them is finished by the exact greedy."""
     if not options.tail:
         return []
-    tests = [(options.tail, counts[:num_images])]
+    tests = [(options.tail, graph.clusters_per_image())]
     if options.tail_edges:
-        tests.append((options.tail_edges, counts[num_images : 2 * num_images]))
-    return [any(count[i] <= limit for limit, count in tests) for i in range(num_images)]
+        tests.append((options.tail_edges, graph.edges_per_image()))
+    return tests
 
 
-def _small_on_device(graph: ClusterGraph, options: ParallelOptions) -> torch.Tensor:
-    """``[num_images]`` bool: :func:`_small_images` on the device, for the finishing pass's
-    masks (with a tail)."""
-    small = graph.clusters_per_image() <= options.tail
-    if options.tail_edges:
-        small |= graph.edges_per_image() <= options.tail_edges
+def _small_images(tests: list[tuple[int, torch.Tensor]], counts: list[int]) -> list[bool]:
+    """Which images pass a test, from the ``counts`` of the ``tests`` read back in their order."""
+    if not tests:
+        return []
+    num_images = len(counts) // len(tests)
+    return [
+        any(counts[k * num_images + i] <= limit for k, (limit, _) in enumerate(tests))
+        for i in range(num_images)
+    ]
+
+
+def _small_on_device(tests: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """``[num_images]`` bool: :func:`_small_images` on the device, from the same counts."""
+    small = None
+    for limit, count in tests:
+        small = count <= limit if small is None else small | (count <= limit)
     return small
 
 
@@ -153,13 +164,10 @@ def contract_rounds(
         scores, picks, any_pick = steps.score_pick(
             costs, minimum, argmin, edges, weights, pick=options.top_fraction is None
         )
-        questions = [tail_merges, *(graph.sizes or ()), any_pick]
         # an image small enough is finished by the exact greedy instead of more, nearly empty
         # rounds; per image, so a batch decides as its images alone would
-        if options.tail:
-            questions.append(graph.clusters_per_image())
-            if options.tail_edges:
-                questions.append(graph.edges_per_image())
+        tests = _tail_tests(graph, options)
+        questions = [tail_merges, *(graph.sizes or ()), any_pick, *(c for _, c in tests)]
         tail_total, *answers = torch.cat(questions).tolist()
         if graph.sizes is not None:
             (clusters, num_edges), answers = answers[:2], answers[2:]
@@ -169,10 +177,10 @@ def contract_rounds(
             picks = None if picks is None else picks[:clusters]
             scores = scores[:num_edges]
             costs, edges, weights = graph.costs, graph.edges, graph.weights
-        more, small_images = bool(answers[0]), _small_images(answers[1:], graph.num_images, options)
+        more, small_images = bool(answers[0]), _small_images(tests, answers[1:])
         if not more:
             break
-        # an image, once small, stays small (clusters only merge)
+        # an image, once small, stays small (clusters and edges only shrink)
         finish_some = any(s and not f for s, f in zip(small_images, finished, strict=False))
         root = None
         if not (small_images and all(small_images)):  # some image goes on with a round
@@ -185,7 +193,8 @@ def contract_rounds(
             root = steps.star_roots(picks, edges, graph.local_index(), round_index)
             root = steps.checked_roots(root, picks, scores, costs, minimum, edges, weights)
         if finish_some:
-            finishing = _small_on_device(graph, options) & ~finished_on_device
+            # the counts the pass read (the settled graph's are the same)
+            finishing = _small_on_device(tests) & ~finished_on_device
             exact = _tail_roots(graph, finishing)
             in_tail = finishing[graph.image]
             root = exact if root is None else torch.where(in_tail, exact, root)
