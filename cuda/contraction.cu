@@ -346,6 +346,14 @@ extern "C" __global__ void bucket_sort_runs(long long num_buckets, const long lo
     }
 }
 
+// a and b exchanged (values, or the pointers of an array and its spare)
+template <typename T>
+__device__ __forceinline__ void gpucops_swap(T& a, T& b) {
+    const T kept = a;
+    a = b;
+    b = kept;
+}
+
 // Sort n packed keys (with their payloads, when given) by the warp's lanes: a bitonic network
 // over n rounded up to a power of two, the positions from n on read as +∞ — they would never move,
 // so they are never touched. A step's pairs are disjoint, split over the lanes. The packed keys
@@ -367,14 +375,8 @@ __device__ __forceinline__ void gpucops_lanes_sort(long long* items, double* pay
                     const long long i = base + offset;
                     const long long partner = j == k >> 1 ? base + k - 1 - offset : i + j;
                     if (partner >= n || items[i] < items[partner]) continue;
-                    const long long item = items[i];
-                    items[i] = items[partner];
-                    items[partner] = item;
-                    if (payload) {
-                        const double value = payload[i];
-                        payload[i] = payload[partner];
-                        payload[partner] = value;
-                    }
+                    gpucops_swap(items[i], items[partner]);
+                    if (payload) gpucops_swap(payload[i], payload[partner]);
                 }
             }
         }
@@ -1072,12 +1074,10 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                     t_spare[to++] = t[j];
                 }
             }
-            int* ints = u;
-            u = u_spare, u_spare = ints;
-            ints = v, v = v_spare, v_spare = ints;
-            double* doubles = w;
-            w = w_spare, w_spare = doubles;
-            doubles = t, t = t_spare, t_spare = doubles;
+            gpucops_swap(u, u_spare);
+            gpucops_swap(v, v_spare);
+            gpucops_swap(w, w_spare);
+            gpucops_swap(t, t_spare);
             size = alive;
         }
 
@@ -1092,8 +1092,7 @@ extern "C" __global__ void tile_greedy_warp(long long num_tiles, long long tiles
                     jumped[i] = parent[parent[i]];
                 }
             }
-            int* halved = jumped;
-            jumped = parent, parent = halved;
+            gpucops_swap(jumped, parent);
         }
         GPUCOPS_LANES(lane) {
             for (int i = lane; i < n; i += 32) {
