@@ -51,10 +51,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import importlib
 import sys
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -286,11 +288,19 @@ def _count_hooks(patch: pytest.MonkeyPatch, counter: Counter) -> None:
     patch.setattr(rounds, "_exact_roots", host_exact_roots)
 
 
-def gpu_branches(patch: pytest.MonkeyPatch) -> None:
-    """Take the branches a GPU takes where the code checks for the CPU."""
-    split = functools.partial(solver_package.contract_parallel, split_images=False)
-    patch.setattr(solver_package, "contract_parallel", split)
-    patch.setattr(rounds, "_tail_on_host", lambda device: True)
+@contextlib.contextmanager
+def gpu_path() -> Iterator[pytest.MonkeyPatch]:
+    """Within: solves run the CUDA path's logic on the CPU — the launch path with the stand-in
+    for CuPy of ``tests/cupy_standin.py``, and the branches a GPU takes where the code checks for
+    the CPU (a batch as one graph, the tail on the host build); yields the patch for more."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    standin = importlib.import_module("tests.cupy_standin")
+    with pytest.MonkeyPatch.context() as patch, standin.cuda_launch_path(patch):
+        split = functools.partial(solver_package.contract_parallel, split_images=False)
+        patch.setattr(solver_package, "contract_parallel", split)
+        patch.setattr(rounds, "_tail_on_host", lambda device: True)
+        yield patch
 
 
 def count_solve(
@@ -299,12 +309,8 @@ def count_solve(
     """Solve ``problem`` (``gpucops.solve``'s positional arguments, with keyword ``options``)
     twice on the CUDA launch path and count the second solve."""
     options = options or {}
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    standin = importlib.import_module("tests.cupy_standin")
     solve = Solve()
-    with pytest.MonkeyPatch.context() as patch, standin.cuda_launch_path(patch):
-        gpu_branches(patch)
+    with gpu_path() as patch:
         gpucops.solve(*problem, **options)  # warm-up: builds and caches
         counter = Counter(solve)
         _count_hooks(patch, counter)

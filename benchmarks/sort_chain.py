@@ -21,12 +21,10 @@ insertion sort's fast path (buckets of ≤ 32 items are cheap either way).
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 import gpucops
@@ -36,10 +34,9 @@ from gpucops.cli import report_records
 from gpucops.solver.backend import steps_for
 from gpucops.synthetic import make_problem
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
-from gpu_model import gpu_branches  # noqa: E402
-from prepass_chain import CITYSCAPES_DISTANCES, LATENCIES_US  # noqa: E402
+from gpu_model import gpu_path
+from prepass_chain import CITYSCAPES_DISTANCES, LATENCIES_US
 
 SORTS = {"bucket_sort", "bucket_sort_runs", "bucket_sort_warp", "bucket_sort_runs_warp"}
 WARP = 32
@@ -78,12 +75,8 @@ def bitonic_steps(n: int) -> int:
 def sort_launches(problem: tuple, largest: int) -> list[dict]:
     """Solve ``problem`` on the GPU path and return, for each sort launch, its bucket count, its
     largest bucket and both kernels' longest chains."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    standin = importlib.import_module("tests.cupy_standin")
     launches: list[dict] = []
-    with pytest.MonkeyPatch.context() as patch, standin.cuda_launch_path(patch):
-        gpu_branches(patch)
+    with gpu_path() as patch:
         steps = steps_for(torch.device("cpu"))
         launch_cuda = steps._launch_cuda
 
