@@ -97,6 +97,16 @@ def counting_library() -> ctypes.CDLL:
 
 
 @contextlib.contextmanager
+def counting_into(library: ctypes.CDLL, counts: torch.Tensor) -> Iterator[None]:
+    """Within: the counting build ``library``'s tile kernels add to ``counts [tiles, 5]``."""
+    library.gpucops_set_chain(counts.data_ptr())
+    try:
+        yield
+    finally:
+        library.gpucops_set_chain(None)
+
+
+@contextlib.contextmanager
 def solving_on(steps: KernelSteps) -> Iterator[pytest.MonkeyPatch]:
     """Within: solves run on ``steps``, a batch as one graph, as on a GPU (the CPU solves image by
     image, and the tiles' indices would restart with each image); yields the patch for more."""
@@ -122,11 +132,8 @@ def count_prepass(problem: tuple, tile: int, kernel: str = "thread") -> tuple[to
 
     def counted_tile_roots(*args: object) -> torch.Tensor:
         # counters only while the tiles run (the sorts' lanes would count too)
-        library.gpucops_set_chain(counts.data_ptr())
-        try:
+        with counting_into(library, counts):
             return tile_roots(*args)
-        finally:
-            library.gpucops_set_chain(None)
 
     with solving_on(steps) as patch:  # no tail: the only tile greedy is the pre-pass's
         patch.setattr(steps, "tile_roots", counted_tile_roots)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's
 from prepass_chain import (
     CITYSCAPES_DISTANCES,
     COUNTERS,
+    counting_into,
     counting_library,
     solving_on,
     tile_chains,
@@ -55,18 +56,15 @@ class CountingPrepass:
         self.library = counting_library()
         self.steps = KernelSteps(torch.device("cpu"), library=self.library)
         self.chains: list[float] = []
-        self._counts: torch.Tensor | None = None
 
     def tile_roots(self, graph, tiles, tile_images):
         counts = torch.zeros(tile_images * tiles.num_tiles, len(COUNTERS), dtype=torch.int64)
-        self.library.gpucops_set_chain(counts.data_ptr())
-        try:
-            return self.steps.tile_roots(
+        with counting_into(self.library, counts):
+            root = self.steps.tile_roots(
                 graph.costs, graph.edges, graph.weights, tiles, tile_images
             )
-        finally:
-            self.library.gpucops_set_chain(None)
-            self.chains.append(longest_warp_chain(counts))
+        self.chains.append(longest_warp_chain(counts))
+        return root
 
 
 def counted_prepass(counting: CountingPrepass, width: int, sides: tuple[int, ...]):
